@@ -1,0 +1,166 @@
+"""Validation and loading of image inputs shared by the tiler and the estimators.
+
+skhybrid's images are uint8 RGB arrays ``(H, W, 3)`` (the Pillow / scikit-image convention).
+They stay uint8 until they reach the model: a float copy of a BreakHis set is four times its
+size, so nothing here converts dtype.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_bags", "check_image_array", "load_rgb", "to_image_list"]
+
+_FLOAT_HINT = (
+    "Convert float images in [0, 1] with `(X * 255).round().astype(np.uint8)`; "
+    "skhybrid keeps images uint8 until they reach the model."
+)
+
+
+def _check_channels(shape: tuple[int, ...], what: str) -> None:
+    channels = shape[-1]
+    if channels == 3:
+        return
+    if channels == 4:
+        raise ValueError(f"{what} have 4 channels (RGBA); drop the alpha channel with X[..., :3].")
+    if channels == 1:
+        raise ValueError(
+            f"{what} have 1 channel (grayscale); convert to RGB with np.repeat(X, 3, axis=-1)."
+        )
+    raise ValueError(f"{what} must have 3 RGB channels in the last axis, got shape {shape}.")
+
+
+def _check_uint8(array: np.ndarray, what: str) -> None:
+    if array.dtype != np.uint8:
+        raise TypeError(f"{what} must be uint8 RGB, got dtype {array.dtype}. {_FLOAT_HINT}")
+
+
+def check_image_array(X: Any, *, what: str = "images") -> np.ndarray:
+    """Validate an image stack ``(n, H, W, 3)`` uint8 and return it without copying.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, H, W, 3)
+        RGB images, uint8.
+    what : str, default="images"
+        Name used in error messages.
+
+    Returns
+    -------
+    images : ndarray of shape (n, H, W, 3), dtype uint8
+        ``X`` itself when it already is such an array (never a modified copy).
+
+    Raises
+    ------
+    TypeError
+        When the dtype is not uint8.
+    ValueError
+        When the shape is not ``(n, H, W, 3)`` with ``n >= 1``.
+    """
+    array = np.asarray(X)
+    if array.ndim != 4:
+        hint = ""
+        if array.ndim == 3 and array.shape[-1] in (3, 4):
+            hint = " For a single image use X[np.newaxis]."
+        elif array.ndim == 3:
+            hint = " Grayscale stacks (n, H, W) must be converted to RGB (n, H, W, 3)."
+        elif array.ndim == 5:
+            hint = " This looks like bags of tiles (n, T, h, w, 3); pass them to an estimator."
+        raise ValueError(f"{what} must have shape (n, H, W, 3), got {array.shape}.{hint}")
+    _check_channels(array.shape, what)
+    _check_uint8(array, what)
+    if array.shape[0] == 0:
+        raise ValueError(f"{what}: got an empty array (0 images); at least one is required.")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise ValueError(f"{what} have an empty spatial size {array.shape[1:3]}.")
+    return array
+
+
+def check_bags(bags: Any, *, what: str = "bags") -> np.ndarray:
+    """Validate bags of tiles ``(n, T, h, w, 3)`` uint8 and return them without copying.
+
+    Parameters
+    ----------
+    bags : array-like of shape (n, T, h, w, 3)
+        One bag per image, ``T`` tiles per bag in row-major grid order.
+    what : str, default="bags"
+        Name used in error messages.
+
+    Returns
+    -------
+    bags : ndarray of shape (n, T, h, w, 3), dtype uint8
+    """
+    array = np.asarray(bags)
+    if array.ndim != 5:
+        raise ValueError(
+            f"{what} must have shape (n_images, n_tiles, h, w, 3), got {array.shape}. "
+            "SubImageTiler produces such bags from images."
+        )
+    _check_channels(array.shape, what)
+    _check_uint8(array, what)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{what}: got an empty array of shape {array.shape}.")
+    return array
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as a uint8 RGB array ``(H, W, 3)``.
+
+    Palette, grayscale and RGBA files are converted to RGB (alpha dropped).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is not a readable image (corrupt or truncated), naming the path.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so a truncated file fails here, with its path
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"Cannot read image {path}: {exc}") from exc
+
+
+def _one_image(item: Any, index: int) -> np.ndarray:
+    from PIL import Image
+
+    if isinstance(item, (str, os.PathLike)):
+        return load_rgb(item)
+    if isinstance(item, Image.Image):
+        return np.asarray(item.convert("RGB"), dtype=np.uint8)
+    array = np.asarray(item)
+    if array.ndim != 3:
+        raise ValueError(f"Image {index} must have shape (H, W, 3), got {array.shape}.")
+    _check_channels(array.shape, f"Image {index}")
+    _check_uint8(array, f"Image {index}")
+    return array
+
+
+def to_image_list(X: Sequence[Any]) -> list[np.ndarray]:
+    """Turn a sequence of arrays, PIL images or file paths into uint8 RGB arrays.
+
+    Parameters
+    ----------
+    X : sequence
+        Each item an ``(H, W, 3)`` uint8 array, a ``PIL.Image.Image`` or a path.
+
+    Returns
+    -------
+    images : list of ndarray
+        One ``(H, W, 3)`` uint8 array per item; arrays are returned as given (not copied).
+    """
+    if len(X) == 0:
+        raise ValueError("Got an empty list of images; at least one is required.")
+    return [_one_image(item, i) for i, item in enumerate(X)]

@@ -1,0 +1,433 @@
+"""Cutting images into a grid of sub-images (tiles) and moving between bags and tiles.
+
+A *bag* is the set of tiles of one image, ``(T, h, w, 3)`` with ``T = rows * cols`` in
+row-major order; a stack of bags is ``(n, T, h, w, 3)``. Estimators train on flattened tiles
+``(n * T, h, w, 3)`` and carry the image index as ``groups`` so that the tiles of one image never
+land on both sides of a split.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._images import check_bags, check_image_array, load_rgb, to_image_list
+
+__all__ = [
+    "SubImageTiler",
+    "broadcast_bag_labels",
+    "flatten_bags",
+    "tile_image_array",
+    "unflatten_tiles",
+]
+
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+_REMAINDERS = ("crop", "resize", "error")
+
+
+def _check_pair(value: Any, name: str) -> tuple[int, int]:
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+        or min(value) < 1
+    ):
+        raise ValueError(f"{name} must be a pair of positive integers, got {value!r}.")
+    return int(value[0]), int(value[1])
+
+
+def _grid_geometry(
+    height: int, width: int, grid: tuple[int, int], remainder: str
+) -> tuple[int, int, int, int]:
+    """Return ``(top, left, tile_h, tile_w)`` of the grid cut out of an image."""
+    rows, cols = grid
+    if rows > height or cols > width:
+        raise ValueError(
+            f"grid {grid} (rows, cols) is larger than the image ({height}x{width} pixels): "
+            "each tile needs at least one pixel."
+        )
+    tile_h, tile_w = height // rows, width // cols
+    if remainder == "error" and (height % rows or width % cols):
+        raise ValueError(
+            f"Image size {height}x{width} is not divisible by grid {grid}; use "
+            "remainder='crop' (trim the extra pixels evenly) or remainder='resize'."
+        )
+    # Trimming evenly from both sides keeps the grid centred on the image.
+    return (height - rows * tile_h) // 2, (width - cols * tile_w) // 2, tile_h, tile_w
+
+
+def tile_image_array(
+    images: np.ndarray, grid: tuple[int, int] = (3, 3), *, remainder: str = "crop"
+) -> np.ndarray:
+    """Cut equal-size images into a grid of tiles without resizing.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, H, W, C)
+        Images; any dtype.
+    grid : (rows, cols), default=(3, 3)
+        Number of tile rows and columns.
+    remainder : {"crop", "error"}, default="crop"
+        ``H % rows`` and ``W % cols`` extra pixels are trimmed evenly from both sides, or
+        rejected.
+
+    Returns
+    -------
+    bags : ndarray of shape (n, rows * cols, H // rows, W // cols, C)
+        A new contiguous array; tiles in row-major order.
+    """
+    n, height, width, channels = images.shape
+    rows, cols = grid
+    top, left, tile_h, tile_w = _grid_geometry(height, width, grid, remainder)
+    cropped = images[:, top : top + rows * tile_h, left : left + cols * tile_w]
+    # (n, rows, tile_h, cols, tile_w, C) -> (n, rows, cols, tile_h, tile_w, C); merging rows
+    # and cols into one axis cannot be a view, so this copies once.
+    blocks = cropped.reshape(n, rows, tile_h, cols, tile_w, channels).transpose(0, 1, 3, 2, 4, 5)
+    return np.ascontiguousarray(blocks).reshape(n, rows * cols, tile_h, tile_w, channels)
+
+
+def _resize_tiles(
+    tiles: np.ndarray, size: tuple[int, int], interpolation: str, antialias: bool
+) -> np.ndarray:
+    """Resize ``(N, h, w, 3)`` uint8 tiles to ``size`` with torch's uint8 kernels."""
+    import torch
+    import torch.nn.functional as F
+
+    source = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)  # channels_last
+    kwargs: dict[str, Any] = {"size": size, "mode": interpolation}
+    if interpolation != "nearest":
+        kwargs.update(align_corners=False, antialias=antialias)
+    with torch.inference_mode():
+        resized = F.interpolate(source, **kwargs)
+    return resized.permute(0, 2, 3, 1).numpy()
+
+
+class SubImageTiler(TransformerMixin, BaseEstimator):
+    """Cut each image into a ``rows x cols`` grid of sub-images (tiles).
+
+    The paper cuts every 700x460 BreakHis image into a 3x3 grid and resizes each tile to
+    224x224; ``SubImageTiler(grid=(3, 3), tile_size=(224, 224))`` does exactly that.
+
+    Parameters
+    ----------
+    grid : (rows, cols), default=(3, 3)
+        Number of tile rows and columns; tiles come out in row-major order.
+    tile_size : (height, width) or None, default=None
+        Resize every tile to this size. ``None`` keeps the native tile size
+        ``(H // rows, W // cols)``.
+    remainder : {"crop", "resize", "error"}, default="crop"
+        What to do when ``H`` or ``W`` is not divisible by the grid. ``"crop"`` trims the
+        ``H % rows`` / ``W % cols`` extra pixels evenly from both sides (700x460 loses one
+        column and one row: tiles of 233x153); ``"resize"`` first resizes the whole image to the
+        nearest smaller multiple of the grid, keeping all the tissue; ``"error"`` rejects it.
+    interpolation : {"bilinear", "bicubic", "nearest"}, default="bilinear"
+        Resampling filter for ``tile_size``.
+    antialias : bool, default=True
+        Anti-alias when downsampling (ignored for ``"nearest"``).
+    batch_size : int, default=64
+        Images processed at once; bounds the temporary memory of resizing and loading.
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int
+        ``(H, W)`` of the images seen in ``fit`` (``None`` if their sizes differ).
+    n_tiles_ : int
+        Tiles per image, ``rows * cols``.
+    tile_shape_ : tuple of int or None
+        ``(h, w)`` of the output tiles, ``None`` when it depends on the image size.
+
+    Notes
+    -----
+    Input may be a uint8 array ``(n, H, W, 3)`` or a list of ``(H, W, 3)`` uint8 arrays,
+    ``PIL.Image`` objects or image file paths (loaded ``batch_size`` at a time, so a list of
+    paths never needs all images in memory). Images of different sizes in one list need
+    ``tile_size``. Float images are rejected rather than guessed at (``[0, 1]`` or
+    ``[0, 255]``?); convert them with ``(X * 255).round().astype(np.uint8)``.
+
+    The output is always a new array: changing it never changes the input images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhybrid.tiling import SubImageTiler
+    >>> images = np.zeros((2, 460, 700, 3), dtype=np.uint8)
+    >>> SubImageTiler().fit_transform(images).shape
+    (2, 9, 153, 233, 3)
+    >>> SubImageTiler(tile_size=(224, 224)).fit_transform(images).shape
+    (2, 9, 224, 224, 3)
+    """
+
+    def __init__(
+        self,
+        grid: tuple[int, int] = (3, 3),
+        tile_size: tuple[int, int] | None = None,
+        *,
+        remainder: str = "crop",
+        interpolation: str = "bilinear",
+        antialias: bool = True,
+        batch_size: int = 64,
+    ) -> None:
+        self.grid = grid
+        self.tile_size = tile_size
+        self.remainder = remainder
+        self.interpolation = interpolation
+        self.antialias = antialias
+        self.batch_size = batch_size
+
+    # -- validation ---------------------------------------------------------------------------
+    def _validate_params(self) -> None:  # type: ignore[override]
+        _check_pair(self.grid, "grid")
+        if self.tile_size is not None:
+            _check_pair(self.tile_size, "tile_size")
+        if self.remainder not in _REMAINDERS:
+            raise ValueError(f"remainder must be one of {_REMAINDERS}, got {self.remainder!r}.")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}."
+            )
+        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+
+    @staticmethod
+    def _is_array_input(X: Any) -> bool:
+        return isinstance(X, np.ndarray) or (
+            hasattr(X, "__array__") and not isinstance(X, (list, tuple))
+        )
+
+    def _image_sizes(self, X: Any) -> list[tuple[int, int]]:
+        if self._is_array_input(X):
+            images = check_image_array(X)
+            return [images.shape[1:3]] * len(images)
+        if isinstance(X, (str, bytes)) or not isinstance(X, Sequence):
+            raise TypeError(
+                "X must be a uint8 array (n, H, W, 3) or a list of images (arrays, PIL images "
+                f"or file paths), got {type(X).__name__}."
+            )
+        from PIL import Image
+
+        sizes = []
+        for item in X:
+            if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
+                # Only the header is read here; pixels are decoded in transform.
+                try:
+                    with Image.open(item) as image:
+                        sizes.append((image.height, image.width))
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(f"Image file not found: {item}") from exc
+                except OSError as exc:
+                    raise ValueError(f"Cannot read image {item}: {exc}") from exc
+            else:
+                sizes.append(to_image_list([item])[0].shape[:2])
+        if not sizes:
+            raise ValueError("Got an empty list of images; at least one is required.")
+        return sizes
+
+    def fit(self, X: Any, y: Any = None) -> SubImageTiler:
+        """Validate the parameters and the images and record their geometry.
+
+        Parameters
+        ----------
+        X : uint8 array of shape (n, H, W, 3) or list of images
+            Arrays, PIL images or file paths (only the headers of files are read).
+        y : ignored
+
+        Returns
+        -------
+        self : SubImageTiler
+        """
+        self._validate_params()
+        grid = _check_pair(self.grid, "grid")
+        sizes = self._image_sizes(X)
+        distinct = set(sizes)
+        for height, width in distinct:
+            _grid_geometry(height, width, grid, self.remainder)
+        if len(distinct) > 1 and self.tile_size is None:
+            raise ValueError(
+                f"Images have {len(distinct)} different sizes (e.g. {sorted(distinct)[:3]}); "
+                "set tile_size=(h, w) so that all tiles get one size."
+            )
+        self.image_shape_ = sizes[0] if len(distinct) == 1 else None
+        self.n_tiles_ = grid[0] * grid[1]
+        if self.tile_size is not None:
+            self.tile_shape_ = tuple(self.tile_size)
+        elif self.image_shape_ is not None:
+            self.tile_shape_ = (self.image_shape_[0] // grid[0], self.image_shape_[1] // grid[1])
+        else:  # pragma: no cover - excluded above
+            self.tile_shape_ = None
+        return self
+
+    # -- transform ----------------------------------------------------------------------------
+    def _tile_batch(self, images: np.ndarray) -> np.ndarray:
+        """Tile (and resize) a batch of equal-size images into bags."""
+        grid = tuple(self.grid)
+        if self.remainder == "resize":
+            height, width = images.shape[1:3]
+            target = (height // grid[0] * grid[0], width // grid[1] * grid[1])
+            if target != (height, width):
+                images = _resize_tiles(images, target, self.interpolation, self.antialias)
+        bags = tile_image_array(images, grid, remainder=self.remainder)
+        n, n_tiles, tile_h, tile_w, _ = bags.shape
+        if self.tile_size is None or tuple(self.tile_size) == (tile_h, tile_w):
+            return bags
+        flat = bags.reshape(n * n_tiles, tile_h, tile_w, 3)
+        resized = _resize_tiles(flat, tuple(self.tile_size), self.interpolation, self.antialias)
+        return resized.reshape(n, n_tiles, *resized.shape[1:])
+
+    def _iter_batches(self, X: Any) -> Iterator[np.ndarray]:
+        if self._is_array_input(X):
+            images = check_image_array(X)
+            for start in range(0, len(images), self.batch_size):
+                yield images[start : start + self.batch_size]
+            return
+        for start in range(0, len(X), self.batch_size):
+            chunk = [
+                load_rgb(item)
+                if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__")
+                else item
+                for item in X[start : start + self.batch_size]
+            ]
+            images = to_image_list(chunk)
+            if self.tile_size is not None and len({im.shape for im in images}) > 1:
+                yield from (image[np.newaxis] for image in images)
+            else:
+                yield np.stack(images) if len(images) > 1 else images[0][np.newaxis]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Cut images into bags of tiles.
+
+        Parameters
+        ----------
+        X : uint8 array of shape (n, H, W, 3) or list of images
+            Arrays, PIL images or file paths.
+
+        Returns
+        -------
+        bags : ndarray of shape (n, rows * cols, h, w, 3), dtype uint8
+            Tiles in row-major order; a new array (never a view of ``X``).
+        """
+        check_is_fitted(self, "n_tiles_")
+        self._validate_params()
+        n_images = len(X)
+        out: np.ndarray | None = None
+        position = 0
+        for batch in self._iter_batches(X):
+            bags = self._tile_batch(batch)
+            if out is None:
+                out = np.empty((n_images, *bags.shape[1:]), dtype=np.uint8)
+            elif bags.shape[1:] != out.shape[1:]:
+                raise ValueError(
+                    f"Image {position} gives tiles of shape {bags.shape[2:4]} but earlier images "
+                    f"gave {out.shape[2:4]}; set tile_size=(h, w) for images of mixed sizes."
+                )
+            out[position : position + len(bags)] = bags
+            position += len(bags)
+        assert out is not None
+        return out
+
+    def inverse_transform(self, bags: Any) -> np.ndarray:
+        """Stitch bags of tiles back into mosaic images ``(n, rows * h, cols * w, 3)``.
+
+        Without ``tile_size`` and with a size divisible by the grid this gives back the
+        original images; otherwise it gives the mosaic of the (cropped or resized) tiles, which
+        is what the model sees.
+        """
+        check_is_fitted(self, "n_tiles_")
+        bags = check_bags(bags)
+        rows, cols = self.grid
+        n, n_tiles, tile_h, tile_w, channels = bags.shape
+        if n_tiles != rows * cols:
+            raise ValueError(f"Bags hold {n_tiles} tiles but grid {self.grid} has {rows * cols}.")
+        blocks = bags.reshape(n, rows, cols, tile_h, tile_w, channels).transpose(0, 1, 3, 2, 4, 5)
+        return np.ascontiguousarray(blocks).reshape(n, rows * tile_h, cols * tile_w, channels)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True  # images are 4-D; the closest tag sklearn has
+        return tags
+
+
+# -- bags <-> tiles -------------------------------------------------------------------------------
+def broadcast_bag_labels(y: Any, n_bags: int, n_tiles: int) -> np.ndarray:
+    """Return one label per tile from image labels ``(n,)`` or tile labels ``(n, T)``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, T)
+        Image labels (inherited by every tile) or tile labels.
+    n_bags, n_tiles : int
+        Number of bags and tiles per bag.
+
+    Returns
+    -------
+    tile_labels : ndarray of shape (n * T,)
+    """
+    y = np.asarray(y)
+    if y.ndim == 1 and len(y) == n_bags:
+        return np.repeat(y, n_tiles)
+    if y.shape == (n_bags, n_tiles):
+        return y.reshape(-1)
+    raise ValueError(
+        f"y must have shape ({n_bags},) (one label per image) or ({n_bags}, {n_tiles}) "
+        f"(one label per tile), got {y.shape}."
+    )
+
+
+def flatten_bags(bags: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Flatten bags ``(n, T, ...)`` into tiles ``(n * T, ...)`` with their image index.
+
+    Parameters
+    ----------
+    bags : array-like of shape (n, T, ...)
+        Bags of tiles (or of per-tile values such as features).
+    y : array-like of shape (n,) or (n, T), optional
+        Image labels (broadcast to the tiles) or tile labels.
+
+    Returns
+    -------
+    tiles : ndarray of shape (n * T, ...)
+        A view of ``bags`` when it is contiguous.
+    tile_y : ndarray of shape (n * T,) or None
+    groups : ndarray of shape (n * T,)
+        The index of each tile's image: pass it as ``groups`` to a group-aware splitter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tiles, tile_y, groups = flatten_bags(np.zeros((2, 9, 4, 4, 3)), y=[0, 1])
+    >>> tiles.shape, tile_y[:3], groups[8:11]
+    ((18, 4, 4, 3), array([0, 0, 0]), array([0, 1, 1]))
+    """
+    bags = np.asarray(bags)
+    if bags.ndim < 2:
+        raise ValueError(f"bags must have shape (n, T, ...), got {bags.shape}.")
+    n_bags, n_tiles = bags.shape[:2]
+    tiles = bags.reshape(n_bags * n_tiles, *bags.shape[2:])
+    groups = np.repeat(np.arange(n_bags), n_tiles)
+    tile_y = None if y is None else broadcast_bag_labels(y, n_bags, n_tiles)
+    return tiles, tile_y, groups
+
+
+def unflatten_tiles(values: Any, n_tiles: int) -> np.ndarray:
+    """Fold per-tile values ``(n * T, ...)`` back into ``(n, T, ...)``.
+
+    Parameters
+    ----------
+    values : array-like of shape (n * T, ...)
+        Per-tile outputs (labels, probabilities, features) in the order of :func:`flatten_bags`.
+    n_tiles : int
+        Tiles per bag ``T``.
+
+    Returns
+    -------
+    values : ndarray of shape (n, T, ...)
+    """
+    values = np.asarray(values)
+    if n_tiles < 1 or len(values) % n_tiles:
+        raise ValueError(f"{len(values)} tile values cannot be split into bags of {n_tiles}.")
+    return values.reshape(len(values) // n_tiles, n_tiles, *values.shape[1:])
