@@ -657,6 +657,15 @@ def _new_axes(ax: Any) -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
+_CHANCE_GID = "skhybrid-chance"
+
+
+def _has_chance_line(ax: Any) -> bool:
+    # Several calls may share one axes (tile- and image-level curves); draw the
+    # reference line once.
+    return any(line.get_gid() == _CHANCE_GID for line in ax.lines)
+
+
 def _save(fig: Any, path: str | os.PathLike | None) -> None:
     if path is None:
         return
@@ -744,7 +753,8 @@ def plot_roc_curve(
         auc = _auc(y_true, score, pos_label)
         prefix = f"{name} " if name else ""
         ax.plot(fpr, tpr, label=f"{prefix}(AUC = {auc:.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="Chance")
+    if not _has_chance_line(ax):
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", lw=1, label="Chance", gid=_CHANCE_GID)
     ax.set(
         xlim=(-0.01, 1.01),
         ylim=(-0.01, 1.01),
@@ -774,7 +784,8 @@ def plot_precision_recall_curve(
 
     Parameters are those of :func:`plot_roc_curve`. Each legend entry shows the
     average precision (AP); the dotted line is the prevalence of the positive
-    class, the precision of a random classifier.
+    class, the precision of a random classifier (drawn for the first curves on
+    an axes only).
 
     Returns
     -------
@@ -791,8 +802,9 @@ def plot_precision_recall_curve(
         ap = average_precision_score(positive, score)
         prefix = f"{name} " if name else ""
         ax.step(recall, precision, where="post", label=f"{prefix}(AP = {ap:.3f})")
-    prevalence = float(np.mean(positive))
-    ax.axhline(prevalence, linestyle=":", color="grey", linewidth=1, label="Chance")
+    if not _has_chance_line(ax):
+        prevalence = float(np.mean(positive))
+        ax.axhline(prevalence, linestyle=":", color="grey", lw=1, label="Chance", gid=_CHANCE_GID)
     ax.set(
         xlim=(-0.01, 1.01),
         ylim=(-0.01, 1.01),
