@@ -1,0 +1,101 @@
+"""Saving and loading fitted skhybrid models with joblib.
+
+A saved model is a plain joblib file of a fitted scikit-learn estimator (usually the
+``Pipeline`` of a :class:`~skhybrid.tiling.SubImageTiler` and a classifier), so
+``joblib.load(path)`` works too; :func:`load_model` adds the checks and clear errors a user
+needs when the file is missing, is not a joblib file or holds something else.
+
+.. warning:: Loading a joblib file runs pickle code: load only files you trust.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+__all__ = ["load_model", "save_model"]
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a fitted estimator to ``path`` with joblib and return the path.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted scikit-learn estimator or Pipeline.
+    path : str or path-like
+        Destination file (``.joblib`` by convention); its folder must exist.
+
+    Returns
+    -------
+    path : Path
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"Folder {path.parent} does not exist; create it first.")
+    if not hasattr(model, "predict"):
+        raise TypeError(f"Only fitted estimators can be saved, got {type(model).__name__}.")
+    # Write next to the target and rename, so an interrupted save never leaves half a model.
+    partial = path.with_name(path.name + ".partial")
+    joblib.dump(model, partial)
+    partial.replace(path)
+    return path
+
+
+def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> Any:
+    """Load a model written by :func:`save_model`, ``joblib.dump`` or ``skhybrid train``.
+
+    A model trained on a GPU loads on a CPU-only machine (the estimators map their tensors to
+    the CPU when CUDA is missing).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The joblib file.
+    require_tiler : bool, default=False
+        Also require a ``Pipeline`` whose first step is a fitted ``SubImageTiler`` (what the
+        command line's ``predict`` and ``evaluate`` need to take whole images).
+
+    Returns
+    -------
+    model : estimator
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When the file is not a joblib file or holds no fitted skhybrid-compatible model.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    from .tiling import SubImageTiler
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # joblib raises many types for a foreign file
+        raise ValueError(
+            f"{path} is not a skhybrid model (joblib could not read it: {exc}). "
+            "Models are written by `skhybrid train` or skhybrid.save_model."
+        ) from exc
+    if not hasattr(model, "predict") or not hasattr(model, "get_params"):
+        raise ValueError(
+            f"{path} holds a {type(model).__name__}, not a fitted scikit-learn estimator; "
+            "models are written by `skhybrid train` or skhybrid.save_model."
+        )
+    if require_tiler:
+        if not isinstance(model, Pipeline) or not isinstance(model.steps[0][1], SubImageTiler):
+            raise ValueError(
+                f"{path} holds a {type(model).__name__} that does not start with a "
+                "SubImageTiler, so it cannot take whole images; save a "
+                "Pipeline([('tiles', SubImageTiler(...)), ('clf', ...)])."
+            )
+        check_is_fitted(model.steps[0][1])
+    return model
