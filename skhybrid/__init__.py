@@ -1,3 +1,108 @@
-"""skhybrid: hybrid CNN-LSTM histopathology classifiers for scikit-learn."""
+"""skhybrid: hybrid CNN-LSTM histopathology classifiers for scikit-learn.
+
+The public names are loaded on first use, so ``import skhybrid`` (and ``skhybrid --help``)
+does not pay for importing torch until a model is needed.
+
+>>> from skhybrid import SubImageTiler, HybridCNNLSTMClassifier  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> submodule that defines it
+_EXPORTS = {
+    # data
+    "load_breakhis": "datasets",
+    "make_histology": "datasets",
+    # tiles and bags
+    "SubImageTiler": "tiling",
+    "flatten_bags": "tiling",
+    "unflatten_tiles": "tiling",
+    "broadcast_bag_labels": "tiling",
+    # models
+    "HybridCNNLSTMClassifier": "estimators",
+    "CNNClassifier": "estimators",
+    "CNNFeatureExtractor": "estimators",
+    "ColorTextureFeatures": "features",
+    "SelfLearningRelabeler": "self_learning",
+    # evaluation
+    "binary_report": "metrics",
+    "BinaryReport": "metrics",
+    "format_reports": "metrics",
+    "sensitivity_score": "metrics",
+    "specificity_score": "metrics",
+    "patient_score": "metrics",
+    "get_scorers": "metrics",
+    "SCORERS": "metrics",
+    "patient_split_indices": "splits",
+    "random_tile_split_indices": "splits",
+    "run_experiment": "workflow",
+    # persistence
+    "save_model": "model_io",
+    "load_model": "model_io",
+}
+
+__all__ = [
+    "SCORERS",
+    "BinaryReport",
+    "CNNClassifier",
+    "CNNFeatureExtractor",
+    "ColorTextureFeatures",
+    "HybridCNNLSTMClassifier",
+    "SelfLearningRelabeler",
+    "SubImageTiler",
+    "binary_report",
+    "broadcast_bag_labels",
+    "flatten_bags",
+    "format_reports",
+    "get_scorers",
+    "load_breakhis",
+    "load_model",
+    "make_histology",
+    "patient_score",
+    "patient_split_indices",
+    "random_tile_split_indices",
+    "run_experiment",
+    "save_model",
+    "sensitivity_score",
+    "specificity_score",
+    "unflatten_tiles",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skhybrid' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from .datasets import load_breakhis, make_histology
+    from .estimators import CNNClassifier, CNNFeatureExtractor, HybridCNNLSTMClassifier
+    from .features import ColorTextureFeatures
+    from .metrics import (
+        SCORERS,
+        BinaryReport,
+        binary_report,
+        format_reports,
+        get_scorers,
+        patient_score,
+        sensitivity_score,
+        specificity_score,
+    )
+    from .model_io import load_model, save_model
+    from .self_learning import SelfLearningRelabeler
+    from .splits import patient_split_indices, random_tile_split_indices
+    from .tiling import SubImageTiler, broadcast_bag_labels, flatten_bags, unflatten_tiles
+    from .workflow import run_experiment
