@@ -224,7 +224,8 @@ def _ring_positions(rho: np.ndarray, half: int, level: float, nucleus_radius: fl
     """Evenly spaced points on the contour ``rho == level`` of one gland stamp."""
     axis = np.arange(-half, half + 1)
     yy, xx = np.meshgrid(axis, axis, indexing="ij")
-    on_contour = np.abs(rho - level) < 1.0 / half + 0.03
+    band = np.abs(rho - level)
+    on_contour = band <= max(1.0 / half + 0.03, float(band.min()))
     ys, xs = yy[on_contour], xx[on_contour]
     order = np.argsort(np.arctan2(ys, xs))
     ys, xs = ys[order], xs[order]
@@ -555,7 +556,7 @@ def _allocate_patients(
     """Patient number and class of each image; every patient has images of one class only."""
     n_images = n_benign + n_malignant
     share = n_malignant / n_images
-    malignant_patients = int(round(n_patients * share))
+    malignant_patients = round(n_patients * share)
     # Each class present gets at least two patients when it can, so patient-wise
     # cross-validation has both classes on both sides.
     malignant_patients = max(malignant_patients, min(2, n_malignant))
@@ -746,7 +747,7 @@ def make_histology(
         raise ValueError(f"n_patients={n_patients} exceeds n_images={n_images}.")
 
     rng = check_random_state(random_state)
-    n_malignant = int(round(n_images * malignant_fraction))
+    n_malignant = round(n_images * malignant_fraction)
     patient, target = _allocate_patients(rng, n_images - n_malignant, n_malignant, n_patients)
     order = rng.permutation(n_images)
     patient, target = patient[order], target[order]
