@@ -601,13 +601,20 @@ def _malignant_tiles(
             concentration * benign_tile_fraction, concentration * (1 - benign_tile_fraction)
         )
     n_benign = min(rng.binomial(n_tiles, fraction), n_tiles - 1)
-    # A tumour is one region: the malignant tiles are those nearest a random focus.
-    ty, tx = np.divmod(np.arange(n_tiles), cols)
-    focus = rng.uniform(0, rows), rng.uniform(0, cols)
-    distance = np.hypot(ty + 0.5 - focus[0], tx + 0.5 - focus[1]) + rng.uniform(0, 0.5, n_tiles)
-    labels = np.zeros(n_tiles, dtype=int)
-    labels[np.argsort(distance)[: n_tiles - n_benign]] = 1
+    # A tumour is one region: grow it from a random tile through edge-sharing neighbours.
+    labels = np.zeros((rows, cols), dtype=int)
+    labels[rng.randint(rows), rng.randint(cols)] = 1
+    for _ in range(n_tiles - n_benign - 1):
+        frontier = np.argwhere((labels == 0) & _touches(labels))
+        labels[tuple(frontier[rng.randint(len(frontier))])] = 1
+    labels = labels.ravel()
     return labels
+
+
+def _touches(mask: np.ndarray) -> np.ndarray:
+    """Cells sharing an edge with a set cell of ``mask``."""
+    padded = np.pad(mask, 1)
+    return (padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]) > 0
 
 
 # ----------------------------------------------------------------------------- public

@@ -1,0 +1,278 @@
+"""Tests of skhybrid.datasets.make_histology, the synthetic H&E data set."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhybrid.datasets import make_histology, tile_slices
+
+SMALL = (96, 144)
+
+
+def small(n_images=24, **kwargs):
+    kwargs.setdefault("image_size", SMALL)
+    kwargs.setdefault("random_state", 0)
+    return make_histology(n_images, **kwargs)
+
+
+def cut_tiles(images: np.ndarray, grid=(3, 3), size: int | None = 32) -> np.ndarray:
+    """Tiles as a tiler cuts them, optionally resized to ``size`` x ``size``."""
+    tiles = []
+    for image in images:
+        for rows, cols in tile_slices(image.shape[:2], grid):
+            tile = image[rows, cols]
+            if size is not None:
+                tile = np.asarray(Image.fromarray(tile).resize((size, size), Image.BILINEAR))
+            tiles.append(tile)
+    return np.stack(tiles)
+
+
+def colour_features(tiles: np.ndarray) -> np.ndarray:
+    pixels = tiles.reshape(len(tiles), -1, 3).astype(float)
+    dark_fraction = (pixels.mean(axis=2) < 140).mean(axis=1)
+    return np.column_stack([pixels.mean(axis=1), pixels.std(axis=1), dark_fraction])
+
+
+def heldout_tile_accuracy(difficulty: float, random_state: int = 0) -> float:
+    """Colour features + logistic regression, trained and tested on different patients."""
+    data = make_histology(60, image_size=SMALL, difficulty=difficulty, random_state=random_state)
+    X = colour_features(cut_tiles(data.images))
+    y = data.tile_target.ravel()
+    groups = np.repeat(data.patient, data.tile_target.shape[1])
+    split = GroupShuffleSplit(n_splits=1, test_size=0.4, random_state=0)
+    train, test = next(split.split(X, y, groups))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return model.fit(X[train], y[train]).score(X[test], y[test])
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+def test_fields_shapes_and_types():
+    data = small(12, grid=(2, 4))
+    assert data.images.shape == (12, *SMALL, 3) and data.images.dtype == np.uint8
+    assert data.target.shape == (12,) and set(data.target) <= {0, 1}
+    assert list(data.target_names) == ["benign", "malignant"]
+    assert data.tile_target.shape == (12, 8)
+    assert data.patient.shape == (12,)
+    assert all(re.fullmatch(r"synthetic-P\d{3}", p) for p in data.patient)
+    assert data.grid == (2, 4)
+    assert "12 (" in data.DESCR and "GroupKFold" in data.DESCR
+
+
+def test_same_seed_same_arrays_other_seed_other_arrays():
+    first, again, other = small(random_state=3), small(random_state=3), small(random_state=4)
+    for field in ("images", "target", "tile_target", "patient"):
+        np.testing.assert_array_equal(first[field], again[field])
+    assert not np.array_equal(first.images, other.images)
+
+
+def test_threads_do_not_change_the_images():
+    np.testing.assert_array_equal(small(n_jobs=1).images, small(n_jobs=2).images)
+
+
+def test_random_state_instance_is_accepted_and_advanced():
+    rng = np.random.RandomState(0)
+    assert not np.array_equal(small(8, random_state=rng).images, small(8, random_state=rng).images)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_images": 0},
+        {"difficulty": 1.5},
+        {"difficulty": -0.1},
+        {"malignant_fraction": 2},
+        {"benign_tile_fraction": -0.5},
+        {"grid": (0, 3)},
+        {"grid": (3,)},
+        {"image_size": (2, 144)},
+        {"n_patients": 0},
+        {"n_patients": 30},
+        {"stain_variation": -1},
+    ],
+)
+def test_invalid_parameters_raise(kwargs):
+    kwargs = {"n_images": 24, **kwargs}
+    with pytest.raises(ValueError):
+        small(**kwargs)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_tile_labels_follow_the_image_labels():
+    data = small(80, image_size=(24, 36))
+    benign, malignant = data.tile_target[data.target == 0], data.tile_target[data.target == 1]
+    assert (benign == 0).all()
+    assert (malignant.sum(axis=1) >= 1).all()
+    # Malignant images do contain benign tiles: the point of relabeling.
+    assert (malignant == 0).any()
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.35, 0.6])
+def test_benign_tile_fraction_is_the_mean_share(fraction):
+    data = small(200, image_size=(12, 18), malignant_fraction=1.0, benign_tile_fraction=fraction)
+    share = 1 - data.tile_target.mean()
+    # The cap of at least one malignant tile pulls the mean slightly below the target.
+    assert fraction - 0.1 < share <= fraction + 0.05
+
+
+def test_benign_tile_fraction_extremes():
+    none = small(20, image_size=(12, 18), malignant_fraction=1.0, benign_tile_fraction=0.0)
+    assert (none.tile_target == 1).all()
+    most = small(20, image_size=(12, 18), malignant_fraction=1.0, benign_tile_fraction=1.0)
+    assert (most.tile_target.sum(axis=1) == 1).all()
+
+
+def test_malignant_tiles_form_one_region():
+    data = small(60, image_size=(12, 18), malignant_fraction=1.0, benign_tile_fraction=0.5)
+    for labels in data.tile_target:
+        grid = labels.reshape(3, 3)
+        assert _n_regions(grid) == 1
+
+
+def _n_regions(mask: np.ndarray) -> int:
+    seen, regions = np.zeros_like(mask, bool), 0
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        regions += 1
+        stack = [start]
+        while stack:
+            r, c = stack.pop()
+            if not (0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]):
+                continue
+            if seen[r, c] or not mask[r, c]:
+                continue
+            seen[r, c] = True
+            stack += [(r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)]
+    return regions
+
+
+@pytest.mark.parametrize(("fraction", "n_malignant"), [(0.5, 12), (0.25, 6), (0.0, 0), (1.0, 24)])
+def test_malignant_fraction(fraction, n_malignant):
+    data = small(24, image_size=(12, 18), malignant_fraction=fraction)
+    assert data.target.sum() == n_malignant
+
+
+def test_patients_have_one_class_and_several_images():
+    data = small(60, image_size=(12, 18))
+    patients = np.unique(data.patient)
+    assert len(patients) == 10  # n_images // 6
+    for patient in patients:
+        assert len(set(data.target[data.patient == patient])) == 1
+    for label in (0, 1):
+        assert len(set(data.patient[data.target == label])) >= 2
+
+
+def test_few_images_still_get_two_patients_per_class():
+    data = small(8, image_size=(12, 18))
+    for label in (0, 1):
+        assert len(set(data.patient[data.target == label])) >= 2
+
+
+def test_patients_share_a_stain():
+    """Images of one patient look alike in colour: a random split would leak."""
+
+    def patient_colour_spread(variation: float) -> tuple[float, float]:
+        data = small(48, image_size=(24, 36), malignant_fraction=0.0, stain_variation=variation)
+        colour = data.images.reshape(len(data.images), -1, 3).mean(axis=1)
+        per_patient = [colour[data.patient == p].mean(axis=0) for p in np.unique(data.patient)]
+        within = np.mean([colour[data.patient == p].std(axis=0) for p in np.unique(data.patient)])
+        return float(np.std(per_patient, axis=0).mean()), float(within)
+
+    between_shifted, within_shifted = patient_colour_spread(0.15)
+    between_plain, _ = patient_colour_spread(0.0)
+    assert between_shifted > 2 * between_plain
+    assert between_shifted > within_shifted
+
+
+# ----------------------------------------------------------------------------- look
+
+
+def test_tiles_are_rendered_where_the_tiler_cuts():
+    """At difficulty 0 each tile's darkness alone gives its label, cut as a tiler cuts."""
+    data = small(16, image_size=(100, 150), difficulty=0.0, random_state=1)
+    brightness = cut_tiles(data.images, size=None).reshape(len(data.images) * 9, -1).mean(axis=1)
+    labels = data.tile_target.ravel()
+    assert brightness[labels == 1].max() < brightness[labels == 0].min()
+
+
+def test_tiles_match_the_sub_image_tiler():
+    from skhybrid.tiling import SubImageTiler
+
+    data = small(3, image_size=(97, 146))
+    bags = SubImageTiler(grid=(3, 3)).fit_transform(data.images)
+    np.testing.assert_array_equal(
+        bags.reshape(-1, *bags.shape[2:]), cut_tiles(data.images, size=None)
+    )
+
+
+def test_odd_sizes_put_the_remainder_in_the_edge_tiles():
+    slices = tile_slices((461, 703), (3, 3))
+    # 461 = 3 * 153 + 2: one pixel trimmed at the top and bottom; 703 = 3 * 234 + 1:
+    # the odd pixel is trimmed on the right.
+    assert slices[0] == (slice(1, 154), slice(0, 234))
+    assert slices[-1] == (slice(307, 460), slice(468, 702))
+    data = small(4, image_size=(47, 70))
+    assert data.images.shape[1:3] == (47, 70)
+
+
+def test_colours_are_those_of_h_and_e():
+    data = small(20)
+    pixels = data.images.reshape(-1, 3).astype(float)
+    red, green, blue = np.median(pixels, axis=0)
+    # Pink-lilac eosin background: green is absorbed most.
+    assert red > green + 20 and blue > green + 20 and red > 170
+    # Nuclei are purple: among dark pixels blue dominates.
+    dark = pixels[pixels.mean(axis=1) < 110]
+    assert len(dark) > 0.02 * len(pixels)
+    assert (dark[:, 2] > dark[:, 1] + 30).mean() > 0.9
+
+
+def test_downsampled_malignant_tiles_are_darker_and_more_purple():
+    data = small(30)
+    tiles = cut_tiles(data.images, size=32).reshape(-1, 32 * 32, 3).astype(float)
+    labels = data.tile_target.ravel()
+    brightness = tiles.mean(axis=(1, 2))
+    blue_share = tiles[..., 2].sum(axis=1) / tiles.sum(axis=(1, 2))
+    assert brightness[labels == 1].mean() < brightness[labels == 0].mean() - 25
+    assert blue_share[labels == 1].mean() > blue_share[labels == 0].mean()
+
+
+def test_malignant_nuclei_are_bigger_and_irregular():
+    """Malignant tissue has larger dark blobs than benign tissue (at full size)."""
+    data = make_histology(4, image_size=(230, 350), difficulty=0.0, random_state=2)
+    sizes = {0: [], 1: []}
+    for image, labels in zip(data.images, data.tile_target):
+        for (rows, cols), label in zip(tile_slices(image.shape[:2], (3, 3)), labels):
+            dark = image[rows, cols].mean(axis=2) < 120
+            # Mean run length of dark pixels along rows: a cheap proxy of nucleus width.
+            edges = np.diff(dark.astype(int), axis=1)
+            n_runs = (edges == 1).sum()
+            if n_runs:
+                sizes[label].append(dark.sum() / n_runs)
+    assert np.mean(sizes[1]) > 1.3 * np.mean(sizes[0])
+
+
+# ----------------------------------------------------------------------------- learnability
+
+
+def test_colour_features_learn_tiles_at_default_difficulty():
+    assert heldout_tile_accuracy(difficulty=0.3) >= 0.9
+
+
+def test_difficulty_controls_separability():
+    easy, medium, hard = (heldout_tile_accuracy(d) for d in (0.0, 0.5, 1.0))
+    assert easy == 1.0
+    assert 0.75 < medium < 1.0
+    assert hard < medium - 0.05
