@@ -288,3 +288,65 @@ def test_property_flatten_unflatten_round_trip(n, n_tiles, trailing):
     np.testing.assert_array_equal(np.bincount(groups), np.full(n, n_tiles))
     # Tiles of one image are contiguous: groups never decrease.
     assert np.all(np.diff(groups) >= 0)
+
+
+# -- the fast resize path ------------------------------------------------------------------------
+def _reference_bags(images: np.ndarray, tile_size, interpolation: str, antialias: bool):
+    """The straightforward path: tile every image, then one ``F.interpolate`` over all tiles."""
+    from skhybrid.tiling import _resize_reference
+
+    bags = tile_image_array(images, (3, 3))
+    n, n_tiles, h, w, c = bags.shape
+    resized = _resize_reference(bags.reshape(-1, h, w, c), tile_size, interpolation, antialias)
+    return resized.reshape(n, n_tiles, *tile_size, c)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_fast_resize_is_identical_to_the_reference_path(monkeypatch, interpolation, antialias):
+    # Tolerance: none. The fast path calls the same torch kernels with `out=` into the output
+    # array and in cache-sized chunks; a tiny chunk size makes several chunks per batch.
+    import skhybrid.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_RESIZE_CHUNK_BYTES", 1)
+    images = _images(5, 46, 70, seed=7)
+    for tile_size in [(24, 16), (9, 30)]:  # up- and downscaling in each axis
+        tiler = SubImageTiler(
+            tile_size=tile_size, interpolation=interpolation, antialias=antialias, batch_size=3
+        )
+        np.testing.assert_array_equal(
+            tiler.fit_transform(images),
+            _reference_bags(images, tile_size, interpolation, antialias),
+        )
+
+
+def test_resize_without_out_kernel_falls_back_to_interpolate(monkeypatch):
+    import skhybrid.tiling as tiling
+
+    images = _images(2, 46, 70, seed=8)
+    expected = SubImageTiler(tile_size=(20, 20)).fit_transform(images)
+    monkeypatch.setattr(tiling, "_resize_op", lambda *args: None)
+    np.testing.assert_array_equal(SubImageTiler(tile_size=(20, 20)).fit_transform(images), expected)
+
+
+def test_breakhis_tiles_match_a_naive_pillow_loop():
+    # The paper's geometry (700x460 -> 9 tiles of 224x224): torch's antialiased uint8 bilinear
+    # kernel is Pillow's algorithm, so the tiles match a plain crop + resize loop to within one
+    # grey level (rounding), even on white noise, the worst case.
+    image = _images(1, 460, 700, seed=9)
+    bags = SubImageTiler(tile_size=(224, 224)).fit_transform(image)
+    pil = Image.fromarray(image[0])
+    reference = np.stack(
+        [
+            np.asarray(
+                pil.crop((c * 233, r * 153, (c + 1) * 233, (r + 1) * 153)).resize(
+                    (224, 224), Image.BILINEAR
+                )
+            )
+            for r in range(3)
+            for c in range(3)
+        ]
+    )
+    diff = np.abs(bags[0].astype(int) - reference.astype(int))
+    assert diff.max() <= 1
+    assert diff.mean() < 0.05
