@@ -23,8 +23,10 @@ __all__ = ["make_histology", "tile_slices"]
 # Field of view the default sizes refer to: one BreakHis image.
 _REFERENCE_SIZE = (460, 700)
 
-# Ruifrok & Johnston stain vectors (RGB optical density per unit concentration).
-_OD_HEMATOXYLIN = np.array([0.650, 0.704, 0.286], dtype=np.float32)
+# Stain vectors (RGB optical density per unit concentration): Ruifrok & Johnston's eosin,
+# and a hematoxylin shifted from their (0.650, 0.704, 0.286) towards the violet of
+# BreakHis nuclei.
+_OD_HEMATOXYLIN = np.array([0.580, 0.760, 0.290], dtype=np.float32)
 _OD_EOSIN = np.array([0.093, 0.954, 0.283], dtype=np.float32)
 # A slide's unstained background is not white under the BreakHis microscope: pale lilac.
 _ILLUMINATION = np.array([242.0, 236.0, 245.0], dtype=np.float32)
@@ -168,7 +170,7 @@ def _nucleus_stamps(
     rim = np.exp(-(((rho - 0.85) / 0.18) ** 2))
     speckle = rng.normal(0.0, 1.0, rho.shape).astype(np.float32)
     level = rng.normal(darkness, darkness_sd, count).clip(0.3 * darkness, None)
-    stamps = body * (0.75 + 0.35 * rim + chromatin * speckle)
+    stamps = body * (0.6 + 0.5 * rim + chromatin * speckle)
     if nucleolus_prob > 0:
         stamps += _nucleoli(rng, rho.shape, half, radius, nucleolus_prob) * body
     stamps *= level.astype(np.float32)[:, None, None]
@@ -433,13 +435,16 @@ def _render_image(
     keep = rng.random(len(ty)) < np.minimum(1.3 * tile_m, 1.0) * _smooth_step(1.0 + 0.8 * nests)
     canvas.add(model.malignant_nuclei, ty[keep], tx[keep], rng)
 
-    nuclei = np.minimum(canvas.render(), 1.8)
+    nuclei = np.minimum(canvas.render(), 1.6)
+    if s > 0.6:
+        # A microscope is never perfectly sharp; at small sizes resampling blurs enough.
+        nuclei = uniform_filter(nuclei, 3)
     # Cytoplasm surrounds every nucleus; blurring the nuclei spreads it into a cell body.
     cytoplasm = uniform_filter(nuclei, max(int(2.4 * model.nucleus_radius) | 1, 3))
     # Lumens are not empty glass: faint secretions keep them a pale pink.
     stroma = _stroma(rng, model, image_size) * (1.0 - 0.7 * lumen)
     eosin = stroma * (1.0 - 0.45 * np.minimum(nuclei, 1.0)) + 0.35 * cytoplasm
-    hematoxylin = 1.2 * nuclei + 0.25 * cytoplasm + 0.10 * (1.0 - 0.6 * lumen)
+    hematoxylin = 1.05 * nuclei + 0.25 * cytoplasm + 0.10 * (1.0 - 0.6 * lumen)
     return _to_rgb(rng, hematoxylin, eosin, stain)
 
 
