@@ -1,0 +1,145 @@
+"""Peak memory as data grows: tiling, tiling from files, and the BreakHis loader.
+
+Each measurement runs in a fresh interpreter (:func:`benchmarks._common.run_python`), so one
+measurement's peak never hides another's. The baseline is the resident size after the imports
+and a warm-up call; the figure is the *extra* peak resident memory
+(``VmHWM`` minus the baseline, the peak reset after warm-up) as a multiple of the arrays that must exist:
+the uint8 input pixels and the uint8 output tiles. A path that converts to float or keeps a
+second copy shows up as a multiple well above 1.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import make_row, run_python, scale, skip_row
+
+HEIGHT, WIDTH = 460, 700
+
+_TILER_CODE = """
+import numpy as np
+import torch  # in the baseline: every skhybrid pipeline imports it anyway
+from skhybrid.tiling import SubImageTiler
+tiler = SubImageTiler(tile_size=(224, 224)).fit(np.zeros((1, 460, 700, 3), np.uint8))
+tiler.transform(np.zeros((2, 460, 700, 3), np.uint8))  # warm the kernels and the allocator
+block = np.random.default_rng(0).integers(0, 256, (8, 460, 700, 3), dtype=np.uint8)
+_reset_peak()
+base = _rss()
+images = np.empty(({n}, 460, 700, 3), np.uint8)
+for i in range({n}):
+    images[i] = block[i % 8]  # touch every page: the input really is resident
+bags = tiler.transform(images)
+report(base=base, peak=_peak(), input=images.nbytes, output=bags.nbytes)
+"""
+
+_PATHS_CODE = """
+import os
+import numpy as np
+import torch
+from skhybrid.tiling import SubImageTiler
+root = {root!r}
+paths = sorted(os.path.join(root, name) for name in os.listdir(root))[:{n}]
+tiler = SubImageTiler(tile_size=(224, 224), batch_size=32).fit(paths[:1])
+tiler.transform(paths[:2])
+_reset_peak()
+base = _rss()
+bags = tiler.transform(paths)
+report(base=base, peak=_peak(), output=bags.nbytes, pixels=len(paths) * 460 * 700 * 3)
+"""
+
+_LOADER_CODE = """
+from skhybrid.datasets import load_breakhis
+load_breakhis({root!r}, verbose=False, image_size=(460, 700))  # warm: imports, thread pool
+_reset_peak()
+base = _rss()
+data = load_breakhis({root!r}, verbose=False, image_size=(460, 700))
+report(base=base, peak=_peak(), pixels=data.images.nbytes, n=len(data.images))
+"""
+
+
+def _write_tree(root: Path, n: int) -> None:
+    """A flat folder of ``n`` BreakHis-named 700x460 PNGs (hard links to 8 distinct files)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    # Smooth-ish content decodes at a realistic speed (noise would be an unrealistic PNG).
+    base = rng.integers(0, 256, (8, HEIGHT // 4, WIDTH // 4, 3), dtype=np.uint8)
+    sources = []
+    for i, small in enumerate(base):
+        path = root / f"_source{i}.png.tmp"
+        Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BILINEAR).save(
+            path, format="PNG", compress_level=1
+        )
+        sources.append(path)
+    for i in range(n):
+        letter, code = ("B", "A") if i % 2 == 0 else ("M", "DC")
+        slide = f"{1000 + i % 10}"
+        name = f"SOB_{letter}_{code}-14-{slide}-40-{i:03d}.png"
+        os.link(sources[i % 8], root / name)
+    for path in sources:
+        path.unlink()
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Measure peak memory; see the module docstring."""
+    sizes = scale([100, 300, 1000], [100, 300], [4])
+    rows = []
+    for n in sizes:
+        r = run_python(_TILER_CODE.format(n=n))
+        extra = r["peak"] - r["base"]
+        rows.append(
+            make_row(
+                f"memory: tile {n} images (array in) -> 9x224x224",
+                extra / 1e6,
+                (r["input"] + r["output"]) / 1e6,
+                "MB",
+                goal=1.25,
+                goal_op="<=",
+                reference_name="input + output pixels",
+                note=f"{extra / r['input']:.2f}x the input pixels ({r['input'] / 1e6:.0f} MB)",
+            )
+        )
+    n_files = scale(300, 100, 4)
+    with tempfile.TemporaryDirectory(prefix="skhybrid-bench-") as tmp:
+        root = Path(tmp)
+        _write_tree(root, n_files)
+        r = run_python(_PATHS_CODE.format(root=str(root), n=n_files))
+        extra = r["peak"] - r["base"]
+        rows.append(
+            make_row(
+                f"memory: tile {n_files} PNG files (paths in, batch_size=32)",
+                extra / 1e6,
+                (r["output"] + 32 * HEIGHT * WIDTH * 3) / 1e6,
+                "MB",
+                goal=1.5,
+                goal_op="<=",
+                reference_name="output + one batch of decoded pixels",
+                note=f"{extra / r['pixels']:.2f}x the pixels of all files: they are decoded a "
+                "batch at a time, never all in memory",
+            )
+        )
+        try:
+            from skhybrid.datasets import load_breakhis  # noqa: F401
+        except ImportError as exc:
+            rows.append(skip_row("memory: load_breakhis", f"skipped: {exc}"))
+            return rows
+        r = run_python(_LOADER_CODE.format(root=str(root)))
+        extra = r["peak"] - r["base"]
+        rows.append(
+            make_row(
+                f"memory: load_breakhis on {r['n']} PNG files",
+                extra / 1e6,
+                r["pixels"] / 1e6,
+                "MB",
+                goal=1.5,
+                goal_op="<=",
+                reference_name="image pixels",
+                note="flat folder of generated BreakHis-named files",
+            )
+        )
+    return rows
