@@ -1,0 +1,179 @@
+"""Finding pretrained backbone weights: torch's cache, an explicit file, or a download.
+
+``weights="imagenet"`` means torchvision's default ImageNet weights of the backbone. They are
+looked up in torch's cache first (``torch.hub.get_dir()/checkpoints/<file name of the URL>``,
+the place torchvision itself downloads to), so a machine without network works once the file
+has been copied there. Only when the file is missing is a download attempted, and only after a
+bounded reachability check: a machine without network gets a :class:`MissingWeightsError`
+within about a second instead of a hanging DNS lookup or connect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+__all__ = [
+    "MissingWeightsError",
+    "cached_weights_path",
+    "imagenet_weights",
+    "load_state_dict_file",
+]
+
+#: Environment variable that forbids downloads (any non-empty value but "0").
+OFFLINE_ENV = "SKHYBRID_OFFLINE"
+_PROBE_TIMEOUT_S = 1.0
+_DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation: a stalled transfer fails instead of hanging
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights are neither in torch's cache nor downloadable."""
+
+
+def imagenet_weights(name: str) -> Any:
+    """Return torchvision's default ImageNet ``WeightsEnum`` member for a model name.
+
+    Raises
+    ------
+    ValueError
+        When torchvision has no pretrained weights for ``name``.
+    """
+    from torchvision.models import get_model_weights
+
+    try:
+        return get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"torchvision has no ImageNet weights for {name!r}.") from exc
+
+
+def cached_weights_path(url: str) -> Path:
+    """Where torch's hub cache keeps the file downloaded from ``url``."""
+    file_name = os.path.basename(urlparse(url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
+
+
+def _downloads_allowed() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") in ("", "0")
+
+
+def _host_reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether ``url``'s host resolves and accepts a TCP connection within ``timeout``.
+
+    ``getaddrinfo`` ignores socket timeouts and can block for tens of seconds on a machine
+    without DNS, so the probe runs in a daemon thread that is simply abandoned on timeout.
+    """
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not host:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def missing_weights_message(name: str, url: str, path: Path, reason: str) -> str:
+    return (
+        f"ImageNet weights for backbone {name!r} are not available ({reason}).\n"
+        f"  file:   {path.name}\n"
+        f"  folder: {path.parent}\n"
+        f"  URL:    {url}\n"
+        "On a machine with network, download the URL and copy the file into that folder "
+        "(torch.hub.get_dir() is $TORCH_HOME/hub, by default ~/.cache/torch/hub), or pass "
+        "weights='<path to the file>'. To train from scratch without pretrained weights, pass "
+        "weights=None."
+    )
+
+
+def ensure_imagenet_weights(name: str) -> Any:
+    """Make sure the ImageNet weights of ``name`` are in torch's cache; return the enum member.
+
+    The cache is checked before anything that could touch the network. When the file is
+    missing, a download is tried only if downloads are allowed (environment variable
+    ``SKHYBRID_OFFLINE`` unset) and the host answers within a second.
+
+    Raises
+    ------
+    MissingWeightsError
+        Naming the file, the folder to put it in, the URL and the ``weights=None`` way out.
+    """
+    weights = imagenet_weights(name)
+    path = cached_weights_path(weights.url)
+    if path.is_file():
+        return weights
+    if not _downloads_allowed():
+        reason = f"not in torch's cache and {OFFLINE_ENV} forbids downloads"
+        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason))
+    if not _host_reachable(weights.url):
+        reason = "not in torch's cache and the download server cannot be reached"
+        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason))
+    try:
+        _download(weights.url, path)
+    except Exception as exc:  # network errors come in many types; all mean "no weights"
+        reason = f"download failed: {exc}"
+        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason)) from exc
+    return weights
+
+
+def _download(url: str, path: Path, timeout: float = _DOWNLOAD_TIMEOUT_S) -> None:
+    """Download ``url`` to ``path`` atomically, checking torchvision's hash prefix.
+
+    ``torch.hub.download_url_to_file`` has no timeout, so a connection that opens but never
+    delivers would hang; here every socket operation is bounded.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    match = re.search(r"-([a-f0-9]{6,})\.", path.name)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".partial") as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            tmp.close()
+            if match and not digest.hexdigest().startswith(match.group(1)):
+                raise OSError(f"checksum mismatch for {url}")
+            os.replace(tmp.name, path)
+        finally:
+            if os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a state dict saved with ``torch.save`` (tensors only; mapped to the CPU).
+
+    Accepts a bare state dict or a checkpoint dict holding one under ``"state_dict"`` or
+    ``"model"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file not found: {path}. Pass weights='imagenet' for torchvision's "
+            "ImageNet weights or weights=None to train from scratch."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors).")
+    return state
