@@ -1,0 +1,26 @@
+"""scikit-learn estimators over the PyTorch models of :mod:`skhybrid.nn`.
+
+- :class:`HybridCNNLSTMClassifier`: the paper's hybrid CNN-LSTM with attention fusion.
+- :class:`CNNClassifier`: the CNN-only baseline, trained the same way.
+- :class:`CNNFeatureExtractor`: frozen CNN features for any scikit-learn classifier.
+
+The classifiers are skorch ``NeuralNetClassifier`` subclasses with two-phase transfer
+learning (CNN frozen, then fine-tuned), best-epoch restore, group-aware validation and
+bag-level prediction.
+"""
+
+from __future__ import annotations
+
+from ._aggregate import AGGREGATIONS, aggregate_proba
+from ._base import TileNetClassifier
+from ._classifiers import CNNClassifier, HybridCNNLSTMClassifier
+from ._features import CNNFeatureExtractor
+
+__all__ = [
+    "AGGREGATIONS",
+    "CNNClassifier",
+    "CNNFeatureExtractor",
+    "HybridCNNLSTMClassifier",
+    "TileNetClassifier",
+    "aggregate_proba",
+]

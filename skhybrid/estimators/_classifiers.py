@@ -1,0 +1,285 @@
+"""The public tile classifiers: the paper's hybrid CNN-LSTM and the plain CNN baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..nn import CNN, FUSIONS, RNN_INPUTS, STAIN_MAPS, HybridCNNLSTM
+from ._base import TileNetClassifier, check_choice
+from ._data import ArrayDataset
+
+__all__ = ["CNNClassifier", "HybridCNNLSTMClassifier"]
+
+_COMMON_PARAMETERS = """
+    freeze_epochs : int, default=10
+        Phase 1 of the paper's transfer learning: epochs with the CNN frozen (its weights
+        *and* BatchNorm statistics), training only the new layers; afterwards everything is
+        fine-tuned. The paper does not give the number; 0 fine-tunes from the first epoch.
+    max_epochs : int, default=100
+        Total epochs of both phases (paper: 100).
+    lr : float, default=1e-4
+        Adam learning rate (paper: Adam, 1e-4).
+    batch_size : int, default=128
+        Tiles per batch (paper: 128).
+    lr_decay : float, default=0.99
+        Learning-rate decay per epoch, ``ExponentialLR(gamma=lr_decay)`` (paper: 0.99).
+    label_smoothing : float, default=0.1
+        Label smoothing of the cross-entropy loss (paper: label smoothing; 0.1 is the usual
+        value).
+    dropout : float, default=0.5
+        Dropout before the final linear layer (paper: dropout).
+    aggregation : {"mean", "max", "vote"}, default="mean"
+        How ``predict_proba`` turns the tile probabilities of a bag into image
+        probabilities: the mean of the tile distributions; the per-class maximum over tiles
+        renormalised to sum to 1; or the fraction of tiles voting for each class (majority
+        vote, ties to the first class of ``classes_``). Rows always sum to 1.
+    augment : bool, default=False
+        Random flips and 90-degree rotations of the training batches (on the device, seeded
+        by ``random_state``); non-square tiles get flips only. Not used in the paper.
+    patience : int or None, default=None
+        Stop when the validation loss has not improved for this many epochs. ``None`` trains
+        all ``max_epochs`` (as the paper). Either way the weights of the epoch with the
+        lowest validation loss are restored at the end (paper: best epoch kept), in memory.
+    valid_size : float or None, default=0.2
+        Share of the images held out for the validation loss; the split is by group (tiles
+        of one image, or the given ``groups``, never on both sides) and stratified. ``None``
+        trains on everything and keeps the last epoch.
+    device : {"auto", "cpu", "cuda", ...}, default="auto"
+        ``"auto"`` uses CUDA when available; the resolved device is ``device_``. A model
+        trained on a GPU unpickles on a CPU-only machine.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, the validation split, shuffling, dropout and
+        augmentation: the same seed gives the same model on the CPU.
+    verbose : int, default=1
+        0: silent; 1: an epoch table (loss, accuracy, phase, duration); 2: also a progress
+        bar per epoch.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` runs forward passes under bfloat16 autocast (faster on recent GPUs).
+    module, criterion, optimizer, train_split, classes, **kwargs
+        skorch parameters. ``module`` is the network class, built from the parameters above
+        (extra constructor arguments as ``module__name=value``); ``criterion`` defaults to
+        ``CrossEntropyLoss`` (with ``label_smoothing``); ``optimizer`` to Adam;
+        ``train_split="auto"`` is the group-aware split of ``valid_size`` (any skorch
+        ``train_split`` callable, or ``None``, replaces it); ``classes`` fixes the label set.
+        Other skorch parameters (``callbacks``, ``iterator_train__num_workers``,
+        ``warm_start``, ...) pass through.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; ``predict`` returns values from it.
+    module_ : torch.nn.Module
+        The trained network.
+    tile_shape_ : tuple of int
+        ``(h, w)`` of the training tiles.
+    device_ : str
+        The device the model lives on.
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss``, ``valid_acc``, ``backbone_frozen``, ...
+
+    Notes
+    -----
+    ``fit`` takes images/tiles ``(n, H, W, 3)`` uint8 with one label each, or bags
+    ``(n, T, h, w, 3)`` from :class:`~skhybrid.tiling.SubImageTiler` with one label per image
+    (inherited by its tiles) or per tile ``(n, T)``. Training is always on tiles; the image
+    index (or ``groups``) keeps the validation split group-aware. Images stay uint8 until the
+    batch is on the device, where the network normalises it with the ImageNet mean and std.
+"""
+
+_SHARED_DEFAULTS: dict[str, Any] = {
+    "criterion": torch.nn.CrossEntropyLoss,
+    "optimizer": torch.optim.Adam,
+}
+
+
+class CNNClassifier(TileNetClassifier):
+    __doc__ = (
+        """Plain CNN tile classifier (backbone, global pooling, dropout, FC) with skorch.
+
+    The CNN-only baseline of the paper, trained exactly like the hybrid model.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="resnet101"
+        ``"vgg19"``, ``"googlenet"``, ``"resnet101"`` (the paper's three), another name from
+        :func:`skhybrid.nn.available_backbones`, or a module mapping ``(B, 3, H, W)`` to
+        feature maps (copied at fit, never changed).
+    weights : "imagenet", None or path, default="imagenet"
+        Initial CNN weights: torchvision's ImageNet weights (paper; read from torch's cache,
+        a clear error names the file to fetch when offline), ``None`` for training from
+        scratch, or a path to a state dict."""
+        + _COMMON_PARAMETERS
+    )
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet101",
+        *,
+        weights: Any = "imagenet",
+        freeze_epochs: int = 10,
+        max_epochs: int = 100,
+        lr: float = 1e-4,
+        batch_size: int = 128,
+        lr_decay: float = 0.99,
+        label_smoothing: float = 0.1,
+        dropout: float = 0.5,
+        aggregation: str = "mean",
+        augment: bool = False,
+        patience: int | None = None,
+        valid_size: float | None = 0.2,
+        device: Any = "auto",
+        random_state: Any = None,
+        verbose: int = 1,
+        precision: str = "fp32",
+        module: Any = CNN,
+        criterion: Any = _SHARED_DEFAULTS["criterion"],
+        optimizer: Any = _SHARED_DEFAULTS["optimizer"],
+        train_split: Any = "auto",
+        classes: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        # Set before skorch's __init__, which treats attributes set later as components.
+        self.backbone = backbone
+        self.weights = weights
+        self.freeze_epochs = freeze_epochs
+        self.lr_decay = lr_decay
+        self.label_smoothing = label_smoothing
+        self.dropout = dropout
+        self.aggregation = aggregation
+        self.augment = augment
+        self.patience = patience
+        self.valid_size = valid_size
+        self.random_state = random_state
+        self.precision = precision
+        kwargs.setdefault("dataset", ArrayDataset)
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            classes=classes,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+
+
+class HybridCNNLSTMClassifier(CNNClassifier):
+    __doc__ = (
+        """The paper's hybrid CNN-LSTM tile classifier with attention fusion, with skorch.
+
+    A pretrained CNN branch and an LSTM branch (512 hidden units) reading a one-channel map
+    of the tile row by row; their features are fused by attention with element-wise
+    multiplication, ``z = a_c * u_c + a_r * u_r`` with ``(a_c, a_r) = softmax(W_a [u_c; u_r] + b_a)``
+    over the two branches for every feature, then dropout, FC and softmax (see
+    :class:`skhybrid.nn.HybridCNNLSTM`).
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="resnet101"
+        CNN branch: ``"vgg19"``, ``"googlenet"``, ``"resnet101"`` (the paper's three), another
+        name from :func:`skhybrid.nn.available_backbones`, or a module (copied at fit).
+    weights : "imagenet", None or path, default="imagenet"
+        Initial CNN weights: torchvision's ImageNet weights (paper), ``None`` for training
+        from scratch, or a path to a state dict.
+    lstm_hidden_size : int, default=512
+        LSTM hidden units (paper: 512); also the size of the fused feature vector.
+    rnn_input : {"image", "cnn_map"}, default="image"
+        ``"image"``: the LSTM reads the tile's one-channel map, one row per time step
+        (paper). ``"cnn_map"``: it reads the CNN's feature map as a sequence of positions
+        (the common CNN-then-LSTM of related work).
+    rnn_map : {"hematoxylin", "luminance"}, default="hematoxylin"
+        The one-channel map: hematoxylin optical density (nuclei, where benign and
+        malignant tissue differ) or inverted luminance. See :mod:`skhybrid.nn.stain`.
+    rnn_map_size : int, (rows, cols) or None, default=None
+        Pool the map to this size before the LSTM (faster; any tile size at prediction).
+        ``None``: full resolution, ``h`` steps of ``w`` pixels (paper: 224 x 224).
+    fusion : {"attention", "concat", "sum", "product"}, default="attention"
+        ``"attention"`` as in the paper; the others for ablations."""
+        + _COMMON_PARAMETERS
+    )
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet101",
+        *,
+        weights: Any = "imagenet",
+        lstm_hidden_size: int = 512,
+        rnn_input: str = "image",
+        rnn_map: str = "hematoxylin",
+        rnn_map_size: int | tuple[int, int] | None = None,
+        fusion: str = "attention",
+        freeze_epochs: int = 10,
+        max_epochs: int = 100,
+        lr: float = 1e-4,
+        batch_size: int = 128,
+        lr_decay: float = 0.99,
+        label_smoothing: float = 0.1,
+        dropout: float = 0.5,
+        aggregation: str = "mean",
+        augment: bool = False,
+        patience: int | None = None,
+        valid_size: float | None = 0.2,
+        device: Any = "auto",
+        random_state: Any = None,
+        verbose: int = 1,
+        precision: str = "fp32",
+        module: Any = HybridCNNLSTM,
+        criterion: Any = _SHARED_DEFAULTS["criterion"],
+        optimizer: Any = _SHARED_DEFAULTS["optimizer"],
+        train_split: Any = "auto",
+        classes: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.lstm_hidden_size = lstm_hidden_size
+        self.rnn_input = rnn_input
+        self.rnn_map = rnn_map
+        self.rnn_map_size = rnn_map_size
+        self.fusion = fusion
+        super().__init__(
+            backbone,
+            weights=weights,
+            freeze_epochs=freeze_epochs,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            lr_decay=lr_decay,
+            label_smoothing=label_smoothing,
+            dropout=dropout,
+            aggregation=aggregation,
+            augment=augment,
+            patience=patience,
+            valid_size=valid_size,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            precision=precision,
+            module=module,
+            criterion=criterion,
+            optimizer=optimizer,
+            train_split=train_split,
+            classes=classes,
+            **kwargs,
+        )
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_choice("fusion", self.fusion, FUSIONS)
+        check_choice("rnn_input", self.rnn_input, RNN_INPUTS)
+        check_choice("rnn_map", self.rnn_map, STAIN_MAPS)
+
+    def _module_kwargs(self) -> dict[str, Any]:
+        return {
+            **super()._module_kwargs(),
+            "lstm_hidden_size": self.lstm_hidden_size,
+            "rnn_input": self.rnn_input,
+            "rnn_map": self.rnn_map,
+            "rnn_map_size": self.rnn_map_size,
+            "fusion": self.fusion,
+        }
