@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from skhybrid.datasets import make_histology
 from skhybrid.features import ColorTextureFeatures
@@ -174,15 +175,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cleanlab is not installed: skipping the cleanlab comparison "
             "(install it with `pip install cleanlab`)."
         )
+    # The linear models here are tiny: several BLAS threads only add contention.
+    with threadpool_limits(limits=1):
+        levels_results = [
+            run_level(fraction, difficulty, n_images, args.rounds, args.seed)
+            for fraction, difficulty in levels
+        ]
     results = {
         "n_images": n_images,
         "rounds": args.rounds,
         "seed": args.seed,
         "cleanlab": cleanlab_version,
-        "levels": [
-            run_level(fraction, difficulty, n_images, args.rounds, args.seed)
-            for fraction, difficulty in levels
-        ],
+        "levels": levels_results,
     }
     for result in results["levels"]:
         print_level(result)

@@ -24,8 +24,17 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
     check_valid_tag_types,
 )
+from threadpoolctl import threadpool_limits
 
 from skhybrid.features import RGB_FROM_HED, ColorTextureFeatures, hed_optical_density
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_blas_thread():
+    """Tiny linear models run ~10x slower with several BLAS threads on a busy 2-core machine."""
+    with threadpool_limits(limits=1):
+        yield
+
 
 N_FEATURES_DEFAULT = 22  # 6 colour + 4 stain + 2 dark + 2 gradient + 8 histogram
 

@@ -31,11 +31,19 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
     check_valid_tag_types,
 )
+from threadpoolctl import threadpool_limits
 
 from skhybrid.datasets import make_histology
 from skhybrid.features import ColorTextureFeatures
 from skhybrid.self_learning import SelfLearningRelabeler, relabel_positive_tiles
 from skhybrid.tiling import SubImageTiler
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_blas_thread():
+    """Tiny linear models run ~10x slower with several BLAS threads on a busy 2-core machine."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 # -- data -----------------------------------------------------------------------------------------
