@@ -80,6 +80,11 @@ class TileNetClassifier(NeuralNetClassifier):
         else:
             super().__setattr__(name, value)
 
+    def _get_param_names(self) -> list[str]:
+        # skorch lists every attribute not ending in "_", including its private
+        # `_params_to_validate`; it is bookkeeping, not a parameter (clone recomputes it).
+        return [name for name in super()._get_param_names() if not name.startswith("_")]
+
     def _check_params(self) -> None:
         """Validate the scikit-learn-style parameters (called by ``fit``, not ``__init__``)."""
         backbone = self.backbone
@@ -334,7 +339,6 @@ class TileNetClassifier(NeuralNetClassifier):
 
     # -- prediction ---------------------------------------------------------------------------
     def _tile_proba(self, tiles: np.ndarray) -> np.ndarray:
-        self.check_is_fitted()
         nonlinearity = self._get_predict_nonlinearity()
         out = np.empty((len(tiles), len(self.classes_)), dtype=np.float64)
         position = 0
@@ -347,6 +351,7 @@ class TileNetClassifier(NeuralNetClassifier):
 
     def predict_proba_tiles(self, X: Any) -> np.ndarray:
         """Class probabilities of every tile of bags ``(n, T, h, w, 3)``: ``(n, T, k)``."""
+        self.check_is_fitted()
         tiles, n_tiles = prepare_predict_tiles(X)
         if n_tiles is None:
             raise ValueError(
@@ -362,6 +367,7 @@ class TileNetClassifier(NeuralNetClassifier):
         ``(n, T, h, w, 3)`` the tile probabilities of each image aggregated by
         ``aggregation`` (every row sums to 1).
         """
+        self.check_is_fitted()  # NotFittedError before any complaint about X
         check_choice("aggregation", self.aggregation, AGGREGATIONS)
         tiles, n_tiles = prepare_predict_tiles(X)
         proba = self._tile_proba(tiles)
@@ -371,7 +377,8 @@ class TileNetClassifier(NeuralNetClassifier):
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels from ``classes_``: the most probable class of each image (or tile)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # first: it raises NotFittedError on an unfitted model
+        return self.classes_[proba.argmax(axis=1)]
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

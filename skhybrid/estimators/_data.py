@@ -47,7 +47,10 @@ def prepare_fit_inputs(X: Any, y: Any, groups: Any = None) -> FitInputs:
     """
     array = np.asarray(X)
     if y is None:
-        raise ValueError("y is required: one label per image, or per tile for bags.")
+        raise ValueError(
+            "This classifier requires y to be passed, but the target y is None: give one "
+            "label per image (or, for bags, per tile)."
+        )
     if array.ndim == 5:
         bags = check_bags(array)
         tiles, tile_y, image_index = flatten_bags(bags, y)

@@ -130,7 +130,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         return np.asarray([f"cnn{i}" for i in range(self.n_features_out_)], dtype=object)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ may return __dict__ itself
         if "module_" in state:
             # Weights travel as CPU tensors; the network is rebuilt around them on load.
             module = state.pop("module_")
