@@ -14,7 +14,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bags", "check_image_array", "load_rgb", "to_image_list"]
+__all__ = [
+    "UnreadableImageError",
+    "check_bags",
+    "check_image_array",
+    "load_rgb",
+    "to_image_list",
+]
+
+
+class UnreadableImageError(ValueError, OSError):
+    """An image file exists but cannot be decoded (corrupt, truncated, not an image).
+
+    Both a ``ValueError`` (what the tiler has always raised, and what the command line
+    reports as a one-line error) and an ``OSError`` (what ``load_breakhis`` documents), so
+    code catching either keeps working and every entry point raises the same type.
+    """
 
 _FLOAT_HINT = (
     "Convert float images in [0, 1] with `(X * 255).round().astype(np.uint8)`; "
@@ -35,9 +50,20 @@ def _check_channels(shape: tuple[int, ...], what: str) -> None:
     raise ValueError(f"{what} must have 3 RGB channels in the last axis, got shape {shape}.")
 
 
+_INT_HINT = (
+    "Integer images in [0, 255] convert with `X.astype(np.uint8)` (check the range first: "
+    "16-bit images need `(X // 257).astype(np.uint8)`)."
+)
+_BOOL_HINT = "Masks are not images; for a binary image use `X.astype(np.uint8) * 255`."
+
+
 def _check_uint8(array: np.ndarray, what: str) -> None:
-    if array.dtype != np.uint8:
-        raise TypeError(f"{what} must be uint8 RGB, got dtype {array.dtype}. {_FLOAT_HINT}")
+    if array.dtype == np.uint8:
+        return
+    # The fix depends on what the user holds: the float hint on an int64 array misleads.
+    kind = array.dtype.kind
+    hint = _INT_HINT if kind in "iu" else _BOOL_HINT if kind == "b" else _FLOAT_HINT
+    raise TypeError(f"{what} must be uint8 RGB, got dtype {array.dtype}. {hint}")
 
 
 def check_image_array(X: Any, *, what: str = "images") -> np.ndarray:
@@ -117,8 +143,9 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     ------
     FileNotFoundError
         When the file does not exist.
-    ValueError
-        When the file is not a readable image (corrupt or truncated), naming the path.
+    UnreadableImageError
+        A ``ValueError`` and ``OSError``, when the file is not a readable image (corrupt or
+        truncated), naming the path.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -130,7 +157,7 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
             image.load()  # decode now, so a truncated file fails here, with its path
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"Cannot read image {path}: {exc}") from exc
+        raise UnreadableImageError(f"Cannot read image {path}: {exc}") from exc
 
 
 def _one_image(item: Any, index: int) -> np.ndarray:
