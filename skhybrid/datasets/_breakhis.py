@@ -16,6 +16,8 @@ from PIL import Image
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
+from .._images import UnreadableImageError
+
 __all__ = ["BREAKHIS_SUBTYPES", "load_breakhis", "parse_breakhis_filename"]
 
 #: File-name code -> BreakHis folder name, benign subtypes first; the order of the
@@ -173,8 +175,14 @@ def _read_image(
 
 
 def _image_size_of(path: Path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        width, height = image.size
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError) as error:  # image_size=None reads the first file's header
+        raise UnreadableImageError(
+            f"Cannot read image {path}: {error}; pass image_size=(height, width) to take the "
+            "size from the arguments instead of this file."
+        ) from error
     return height, width
 
 
@@ -199,7 +207,8 @@ def _load_pixels(
             images[i], resized = _read_image(paths[i], image_size, on_size_mismatch)
         except (OSError, SyntaxError, Image.DecompressionBombError) as error:
             if on_error == "raise":
-                raise OSError(f"Cannot read image {paths[i]}: {error}") from error
+                # Also a ValueError: the command line reports it as a one-line error.
+                raise UnreadableImageError(f"Cannot read image {paths[i]}: {error}") from error
             return i, f"{error}", False
         return i, None, resized
 
@@ -325,8 +334,9 @@ def load_breakhis(
         If ``root`` does not exist, or no image is found (for the magnifications asked).
     ValueError
         For invalid parameters, unparsable names or images of the wrong size, as above.
-    OSError
-        If an image cannot be decoded and ``on_error="raise"``.
+    UnreadableImageError
+        If an image cannot be decoded and ``on_error="raise"``; it is both an ``OSError``
+        and a ``ValueError``.
 
     See Also
     --------
@@ -395,10 +405,13 @@ def _check_size(image_size) -> tuple[int, int]:
 
 def _check_found(paths: list[Path], root: Path, magnifications) -> None:
     if not paths:
-        which = "any magnification" if magnifications is None else f"{list(magnifications)}"
+        which = (
+            "at any magnification"
+            if magnifications is None
+            else f"at magnification {', '.join(magnifications)}"
+        )
         raise FileNotFoundError(
-            f"No readable BreakHis images (SOB_*.png) found under {os.fspath(root)!r} "
-            f"for magnification {which}."
+            f"No readable BreakHis images (SOB_*.png) found under {os.fspath(root)!r} {which}."
         )
 
 
