@@ -323,6 +323,12 @@ def patient_score(y_true: Any, y_pred: Any, patients: Any) -> float:
     y_pred = _as_labels(y_pred, "y_pred")
     patients = column_or_1d(np.asarray(patients), warn=False)
     _check_same_length(y_true=y_true, y_pred=y_pred, patients=patients)
+    # A missing id (NaN, as pandas reads an empty cell) would silently pool those images
+    # into one made-up patient.
+    if patients.dtype.kind == "f" and not np.all(np.isfinite(patients)):
+        raise ValueError(
+            "patients contains NaN or infinity; every image needs a patient (or slide) id."
+        )
     _, patient_idx = np.unique(patients, return_inverse=True)
     correct = np.bincount(patient_idx, weights=(y_true == y_pred).astype(float))
     n_images = np.bincount(patient_idx)
