@@ -18,9 +18,7 @@ import numpy as np
 import torch
 from skorch import NeuralNet, NeuralNetClassifier
 from skorch.callbacks import (
-    EarlyStopping,
     EpochTimer,
-    LRScheduler,
     PassthroughScoring,
     PrintLog,
     ProgressBar,
@@ -34,7 +32,7 @@ from ..nn import available_backbones
 from ..nn.augment import random_dihedral
 from ..tiling import unflatten_tiles
 from ._aggregate import AGGREGATIONS, aggregate_proba
-from ._callbacks import BatchAccuracy, FreezeBackbone
+from ._callbacks import BatchAccuracy, BestEpoch, FreezeBackbone, PicklableLRScheduler
 from ._data import (
     batch_passthrough,
     encode_labels,
@@ -209,14 +207,14 @@ class TileNetClassifier(NeuralNetClassifier):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_acc", BatchAccuracy()),
             ("freeze_backbone", FreezeBackbone(self.freeze_epochs)),
-            ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.ExponentialLR,
+            ("lr_scheduler", PicklableLRScheduler(torch.optim.lr_scheduler.ExponentialLR,
                                          gamma=self.lr_decay)),
         ]  # fmt: skip
         if self._has_validation():
             # patience=None never stops early but still restores the best epoch, in memory
-            # (EarlyStopping keeps a deepcopy of the state dict: no files to clash under
+            # (BestEpoch keeps a deepcopy of the state dict: no files to clash under
             # parallel search).
-            best = EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True)
+            best = BestEpoch(monitor="valid_loss", patience=self.patience)
             callbacks.append(("best_epoch", best))
         callbacks.append(("print_log", PrintLog()))
         if isinstance(self.verbose, numbers.Integral) and self.verbose >= 2:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
-__all__ = ["BatchAccuracy", "FreezeBackbone"]
+__all__ = ["BatchAccuracy", "BestEpoch", "FreezeBackbone", "PicklableLRScheduler"]
 
 
 class FreezeBackbone(Callback):
@@ -59,5 +60,57 @@ class BatchAccuracy(Callback):
         self.seen_ += len(y_true)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        # A plain int from here on: a CUDA tensor left in a callback would make the pickled
+        # model unloadable on a CPU-only machine.
+        self.correct_ = int(self.correct_)
         if self.seen_:
-            net.history.record(self.name, float(self.correct_) / self.seen_)
+            net.history.record(self.name, self.correct_ / self.seen_)
+
+
+class PicklableLRScheduler(LRScheduler):
+    """skorch's ``LRScheduler`` without its torch scheduler in the pickle.
+
+    The torch scheduler holds the optimizer, hence every parameter tensor: pickled with the
+    callback it would store the weights a second time, on the training device (a CUDA model
+    would not unpickle on a CPU-only machine), and come back bound to a stale optimizer copy.
+    skorch rebuilds it at the start of every training run with ``last_epoch`` taken from the
+    history, so a resumed fit continues the decay where it stopped.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["lr_scheduler_"] = None
+        return state
+
+
+class BestEpoch(EarlyStopping):
+    """``EarlyStopping(load_best=True)`` that remembers the best epoch across fit sessions.
+
+    skorch forgets the best score and weights at the start of every training run, so a
+    resumed fit (``partial_fit``, ``warm_start``, an interrupted run continued) whose new
+    epochs are all worse would end on worse weights than the best epoch in its history. Here,
+    when the previous run ended by restoring its best weights (recorded in the history as
+    ``best_epoch_restored``), the model starts the new run holding exactly those weights, so
+    they become the best to beat. A run resumed from a checkpoint taken mid-training has no
+    such record and starts afresh, as in skorch.
+    """
+
+    def __init__(self, monitor: str = "valid_loss", patience: int | None = None) -> None:
+        super().__init__(monitor=monitor, patience=patience, load_best=True)
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        super().on_train_begin(net, **kwargs)
+        if not len(net.history):
+            return
+        restored = net.history[-1].get("best_epoch_restored")
+        if restored is None:
+            return
+        best_row = next(row for row in net.history if row["epoch"] == restored)
+        self.dynamic_threshold_ = self._calc_new_threshold(best_row[self.monitor])
+        self.best_epoch_ = restored
+        self.best_model_weights_ = deepcopy(net.module_.state_dict())
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        super().on_train_end(net, **kwargs)
+        if self.best_model_weights_ is not None and len(net.history):
+            net.history.record("best_epoch_restored", self.best_epoch_)

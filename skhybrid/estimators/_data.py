@@ -93,6 +93,8 @@ def encode_labels(y: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.nd
     """
     if y.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {y.shape}.")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite labels; give every image a class label.")
     classes = np.unique(y) if classes is None else np.asarray(classes)
     order = np.argsort(classes, kind="stable")
     sorted_classes = classes[order]

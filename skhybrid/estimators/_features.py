@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import io
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -132,22 +134,38 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # object.__getstate__ may return __dict__ itself
         if "module_" in state:
-            # Weights travel as CPU tensors; the network is rebuilt around them on load.
+            # The weights travel as torch.save bytes so that loading can map them to another
+            # device (a GPU-fitted extractor on a CPU-only machine); the network is rebuilt
+            # around them on load.
             module = state.pop("module_")
-            state["_module_state_"] = {k: v.cpu() for k, v in module.state_dict().items()}
+            buffer = io.BytesIO()
+            torch.save(module.state_dict(), buffer)
+            state["_module_state_"] = buffer.getvalue()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         module_state = state.pop("_module_state_", None)
         super().__setstate__(state)
-        if module_state is not None:
-            self.device_ = resolve_device(self.device)
-            if self.device_.startswith("cuda") and not torch.cuda.is_available():
-                self.device_ = "cpu"
-            # weights=None: the saved state replaces the initial weights, no file needed.
-            module = self._build(None, self.tile_shape_)
-            module.load_state_dict(module_state)
-            self.module_ = module.to(self.device_)
+        if module_state is None:
+            return
+        device = resolve_device(self.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(
+                f"CNNFeatureExtractor was fitted on {device!r}, which is not available here; "
+                "it runs on the CPU (set_params(device='cpu') to silence this).",
+                UserWarning,
+                stacklevel=2,
+            )
+            device = "cpu"
+        self.device_ = device
+        if isinstance(module_state, dict):  # files written before the weights were bytes
+            weights = module_state
+        else:
+            weights = torch.load(io.BytesIO(module_state), map_location=device, weights_only=True)
+        # weights=None: the saved state replaces the initial weights, no file needed.
+        module = self._build(None, self.tile_shape_)
+        module.load_state_dict(weights)
+        self.module_ = module.to(device)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

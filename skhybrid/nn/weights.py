@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import socket
 import tempfile
@@ -170,7 +171,15 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             f"weights file not found: {path}. Pass weights='imagenet' for torchvision's "
             "ImageNet weights or weights=None to train from scratch."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        # torch's own message is about weights_only and code execution, not what to do.
+        raise ValueError(
+            f"{path} is not a PyTorch state dict file (torch.load could not read it: "
+            f"{str(exc).splitlines()[0][:150]}). Save one with torch.save(model.state_dict(), "
+            "path), or pass weights='imagenet' or weights=None."
+        ) from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
