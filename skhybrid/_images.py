@@ -19,6 +19,7 @@ __all__ = [
     "check_bags",
     "check_image_array",
     "load_rgb",
+    "one_image",
     "to_image_list",
 ]
 
@@ -30,6 +31,7 @@ class UnreadableImageError(ValueError, OSError):
     reports as a one-line error) and an ``OSError`` (what ``load_breakhis`` documents), so
     code catching either keeps working and every entry point raises the same type.
     """
+
 
 _FLOAT_HINT = (
     "Convert float images in [0, 1] with `(X * 255).round().astype(np.uint8)`; "
@@ -160,7 +162,8 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         raise UnreadableImageError(f"Cannot read image {path}: {exc}") from exc
 
 
-def _one_image(item: Any, index: int) -> np.ndarray:
+def one_image(item: Any, index: int) -> np.ndarray:
+    """One uint8 ``(H, W, 3)`` array from an array, PIL image or path; errors name ``index``."""
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
@@ -190,4 +193,4 @@ def to_image_list(X: Sequence[Any]) -> list[np.ndarray]:
     """
     if len(X) == 0:
         raise ValueError("Got an empty list of images; at least one is required.")
-    return [_one_image(item, i) for i, item in enumerate(X)]
+    return [one_image(item, i) for i, item in enumerate(X)]

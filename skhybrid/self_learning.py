@@ -109,6 +109,12 @@ def relabel_positive_tiles(
     proba = np.asarray(oof_proba, dtype=float)
     classes = np.asarray(classes)
     _check_rule_inputs(tile_labels, image_labels, proba, classes, negative_class)
+    if not np.isfinite(proba).all():
+        # NaN compares False: it would silently keep every tile of its image positive.
+        raise ValueError(
+            "oof_proba contains NaN or infinite values; the tile classifier's predict_proba "
+            "must return finite probabilities."
+        )
     n_images, n_tiles = tile_labels.shape
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._images import check_bags, check_image_array, load_rgb, to_image_list
+from ._images import check_bags, check_image_array, load_rgb, one_image, to_image_list
 
 __all__ = [
     "SubImageTiler",
@@ -284,7 +284,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         from PIL import Image
 
         sizes = []
-        for item in X:
+        for index, item in enumerate(X):
             if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
                 # Only the header is read here; pixels are decoded in transform.
                 try:
@@ -295,7 +295,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
                 except OSError as exc:
                     raise ValueError(f"Cannot read image {item}: {exc}") from exc
             else:
-                sizes.append(to_image_list([item])[0].shape[:2])
+                sizes.append(one_image(item, index).shape[:2])
         if not sizes:
             raise ValueError("Got an empty list of images; at least one is required.")
         return sizes
