@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from sklearn.utils import check_random_state
 
 __all__ = ["PROTOCOLS", "patient_split_indices", "random_tile_split_indices"]
@@ -26,8 +25,8 @@ def patient_split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split images into train and test sets with no patient on both sides.
 
-    The split is stratified by class as far as the groups allow (``StratifiedGroupKFold``
-    with ``round(1 / test_size)`` folds, first fold as test set), so both sets hold both classes
+    The split is stratified by class over patients: of the patients of each class, about
+    ``test_size`` (at least one, never all) go to the test set, so both sets hold both classes
     whenever each class has at least two patients.
 
     Parameters
@@ -63,15 +62,30 @@ def patient_split_indices(
             f"A patient-wise split needs at least 2 patients, got {n_patients}; "
             "pass the patient ids as groups."
         )
-    n_splits = min(max(2, round(1.0 / test_size)), n_patients)
-    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-    _, class_counts = np.unique(y, return_counts=True)
-    if class_counts.min() >= n_splits:
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        train, test = next(splitter.split(np.zeros(len(y)), y, groups))
-    else:
-        splitter = GroupShuffleSplit(n_splits=1, test_size=1.0 / n_splits, random_state=seed)
-        train, test = next(splitter.split(np.zeros(len(y)), y, groups))
+    rng = check_random_state(random_state)
+    # Stratify over patients, not images: each class sends round(test_size * its patients)
+    # patients (at least one when it has two) to the test set, so both sides hold both classes
+    # whenever every class has two patients. A patient's class is the label of most of its
+    # images (BreakHis patients have one class).
+    patient_ids, patient_of_image = np.unique(groups, return_inverse=True)
+    classes, image_class = np.unique(y, return_inverse=True)
+    votes = np.zeros((len(patient_ids), len(classes)), dtype=np.int64)
+    np.add.at(votes, (patient_of_image, image_class), 1)
+    patient_class = votes.argmax(axis=1)
+    test_patients: list[np.ndarray] = []
+    for c in range(len(classes)):
+        members = np.flatnonzero(patient_class == c)
+        n_test = round(test_size * len(members))
+        if len(members) >= 2:
+            n_test = min(max(1, n_test), len(members) - 1)
+        test_patients.append(rng.permutation(members)[:n_test])
+    chosen = np.concatenate(test_patients)
+    if len(chosen) == 0:  # one patient per class: hold out one patient at random
+        chosen = rng.permutation(len(patient_ids))[:1]
+    if len(chosen) == len(patient_ids):
+        chosen = chosen[:-1]
+    is_test = np.isin(patient_of_image, chosen)
+    train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     return np.sort(train), np.sort(test)
 
 

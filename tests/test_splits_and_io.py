@@ -31,6 +31,18 @@ def test_patient_split_keeps_patients_on_one_side_and_both_classes(seed):
     assert 0.15 <= len(test) / len(y) <= 0.4
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_patient_split_stratifies_over_patients_not_images(seed):
+    # 3 benign and 2 malignant patients with very unequal image counts (the small demo's
+    # shape): each class sends one patient to each side, whatever the image counts.
+    patients = np.repeat(["B0", "B1", "B2", "M0", "M1"], [2, 9, 4, 12, 3])
+    y = np.array([p[0] for p in patients])
+    train, test = patient_split_indices(y, patients, test_size=0.25, random_state=seed)
+    assert set(patients[train]).isdisjoint(patients[test])
+    assert set(y[train]) == set(y[test]) == {"B", "M"}
+    assert len({p for p in patients[test] if p[0] == "M"}) == 1
+
+
 def test_patient_split_is_reproducible_and_seed_dependent():
     y, patients = _patients(20)
     first = patient_split_indices(y, patients, random_state=3)
