@@ -62,6 +62,35 @@ report(base=base, peak=_peak(), pixels=data.images.nbytes, n=len(data.images))
 """
 
 
+_ESTIMATOR_CODE = """
+import numpy as np
+import torch
+from torch import nn
+from skhybrid.estimators import CNNClassifier
+def tiny():
+    # A tiny backbone: the figure is about how the estimator stores and moves the data,
+    # not about activations, which are the same whatever the data size.
+    return nn.Sequential(nn.Conv2d(3, 8, 8, stride=8), nn.ReLU())
+def make(n):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, 9, 224, 224, 3), dtype=np.uint8), rng.integers(0, 2, n)
+bags, y = make(4)
+est = CNNClassifier(tiny(), weights=None, max_epochs=1, freeze_epochs=0, batch_size=64,
+                    device="cpu", verbose=0, random_state=0).fit(bags, y)  # warm-up
+est.predict_proba(bags)
+bags, y = make({n})
+_reset_peak()
+base = _rss()
+est = CNNClassifier(tiny(), weights=None, max_epochs=1, freeze_epochs=0, batch_size=64,
+                    device="cpu", verbose=0, random_state=0).fit(bags, y)
+fit_peak = _peak()
+_reset_peak()
+base_predict = _rss()
+est.predict_proba(bags)
+report(fit=fit_peak - base, predict=_peak() - base_predict, data=bags.nbytes)
+"""
+
+
 def _write_tree(root: Path, n: int) -> None:
     """A flat folder of ``n`` BreakHis-named 700x460 PNGs (hard links to 8 distinct files)."""
     from PIL import Image
@@ -104,6 +133,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 note=f"{extra / r['input']:.2f}x the input pixels ({r['input'] / 1e6:.0f} MB)",
             )
         )
+    rows += _estimator_rows()
     n_files = scale(300, 100, 4)
     with tempfile.TemporaryDirectory(prefix="skhybrid-bench-") as tmp:
         root = Path(tmp)
@@ -142,4 +172,39 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 note="flat folder of generated BreakHis-named files",
             )
         )
+    return rows
+
+
+def _estimator_rows() -> list[dict[str, Any]]:
+    try:
+        import skhybrid.estimators  # noqa: F401
+    except ImportError as exc:
+        return [skip_row("memory: estimators fit/predict", f"skipped: {exc}")]
+    rows = []
+    for n in scale([100, 300], [100], [2]):
+        r = run_python(_ESTIMATOR_CODE.format(n=n))
+        data = r["data"] / 1e6
+        setting = f"{n} bags of 9 tiles 224x224 ({data:.0f} MB uint8), tiny backbone"
+        rows += [
+            make_row(
+                f"memory: CNNClassifier.fit on {n} bags",
+                r["fit"] / 1e6,
+                data,
+                "MB",
+                goal=1.25,
+                goal_op="<=",
+                reference_name="input pixels",
+                note=f"extra peak during fit; {setting}",
+            ),
+            make_row(
+                f"memory: CNNClassifier.predict_proba on {n} bags",
+                r["predict"] / 1e6,
+                data,
+                "MB",
+                goal=0.25,
+                goal_op="<=",
+                reference_name="input pixels",
+                note=f"extra peak during predict; {setting}",
+            ),
+        ]
     return rows

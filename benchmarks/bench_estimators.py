@@ -1,0 +1,282 @@
+"""Estimator overhead, CPU fast path, bag prediction and phase-1 feature caching.
+
+Every reference is a hand-written PyTorch loop on the *same* module (the estimator's fitted
+``module_``, or a copy of it), the same uint8 tiles, batch size, optimiser, loss and precision:
+
+- overhead: ``fit`` (wall time per epoch, all set-up included) and ``predict_proba``
+  throughput of ``CNNClassifier`` / ``HybridCNNLSTMClassifier`` against the loop; goal >= 0.95x.
+- CPU fast path: the estimator's default settings, and a channels_last + bf16 autocast +
+  inference_mode loop, against a plain fp32 NCHW ``no_grad`` loop; goal >= 2x.
+- bags: ``predict_proba`` on bags against the backbone's forward pass alone; goal >= 0.9x.
+- phase 1: a frozen-backbone epoch against a head-only epoch on features computed once.
+
+resnet18 from scratch (no download); 224x224 tiles in full mode, 64x64 in quick mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+
+from ._common import SkipBenchmark, make_row, scale
+
+
+def _import() -> Any:
+    try:
+        import torch
+
+        from skhybrid import estimators
+    except ImportError as exc:
+        raise SkipBenchmark(f"skhybrid.estimators is not available ({exc})") from exc
+    return torch, estimators
+
+
+def _data(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return tiles, rng.integers(0, 2, n)
+
+
+def _estimator(cls: Any, batch_size: int, epochs: int, **params: Any) -> Any:
+    return cls(
+        backbone="resnet18",
+        weights=None,
+        freeze_epochs=params.pop("freeze_epochs", 0),
+        max_epochs=epochs,
+        batch_size=batch_size,
+        valid_size=None,
+        device="cpu",
+        verbose=0,
+        random_state=0,
+        **params,
+    )
+
+
+def _manual_epoch(torch: Any, module: Any, tiles: np.ndarray, y: np.ndarray, batch: int) -> None:
+    """One training epoch written by hand: shuffle, gather, forward, loss, backward, step."""
+    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-4)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    module.train()
+    order = np.random.default_rng(1).permutation(len(tiles))
+    targets = torch.from_numpy(y.astype(np.int64))
+    for start in range(0, len(order), batch):
+        index = order[start : start + batch]
+        x = torch.from_numpy(tiles[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(module(x), targets[index])
+        loss.backward()
+        optimizer.step()
+
+
+def _manual_predict(
+    torch: Any, module: Any, tiles: np.ndarray, batch: int, *, bf16: bool = False
+) -> np.ndarray:
+    module.eval()
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(tiles), batch):
+            logits = module(torch.from_numpy(tiles[start : start + batch])).float()
+            out.append(logits.softmax(1).numpy())
+    return np.concatenate(out)
+
+
+def _plain_fp32(torch: Any, module: Any) -> Any:
+    """A copy of ``module`` with its backbone back in the default NCHW memory format."""
+    plain = copy.deepcopy(module)
+    plain.backbone.to(memory_format=torch.contiguous_format)
+    return plain
+
+
+def _plain_predict(torch: Any, module: Any, tiles: np.ndarray, batch: int) -> None:
+    module.eval()
+    with torch.no_grad():
+        for start in range(0, len(tiles), batch):
+            module(torch.from_numpy(tiles[start : start + batch]).contiguous()).softmax(1)
+
+
+def _timed(fn: Any, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Measure the estimators; see the module docstring."""
+    torch, estimators = _import()
+    size = scale(224, 64, 32)
+    n = scale(128, 256, 32)
+    batch = scale(32, 32, 16)
+    epochs = scale(2, 2, 1)
+    repeat = scale(3, 3, 1)
+    tiles, y = _data(n, size)
+    setting = f"resnet18, {n} tiles {size}x{size}, batch {batch}"
+    rows = []
+    classes = {
+        "CNNClassifier": estimators.CNNClassifier,
+        "HybridCNNLSTMClassifier": estimators.HybridCNNLSTMClassifier,
+    }
+    fitted = {}
+    for name, cls in classes.items():
+        # (a) fit overhead: wall time of fit (init, input checks, skorch) per epoch.
+        # Warm-up on two batches: imports, oneDNN kernel selection for these shapes.
+        _estimator(cls, batch, 1).fit(tiles[: 2 * batch], y[: 2 * batch])
+        estimator = _estimator(cls, batch, epochs)
+        fit_time = _timed(lambda est=estimator: est.fit(tiles, y), 1) / epochs
+        module = estimator.module_
+        _manual_epoch(torch, module, tiles, y, batch)  # warm-up
+        manual_time = _timed(lambda m=module: _manual_epoch(torch, m, tiles, y, batch), epochs)
+        fitted[name] = estimator
+        rows.append(
+            make_row(
+                f"overhead: {name}.fit per epoch",
+                n / fit_time,
+                n / manual_time,
+                "tiles/s",
+                goal=0.95,
+                reference_name="hand-written loop, same module",
+                note=setting,
+            )
+        )
+        # (a) predict overhead.
+        proba = estimator.predict_proba(tiles[:batch])
+        reference = _manual_predict(torch, module, tiles[:batch], batch)
+        agree = float(np.abs(proba - reference).max())
+        estimator.predict_proba(tiles[: 2 * batch])  # warm-up
+        est_pred = _timed(lambda est=estimator: est.predict_proba(tiles), repeat)
+        man_pred = _timed(lambda m=module: _manual_predict(torch, m, tiles, batch), repeat)
+        rows.append(
+            make_row(
+                f"overhead: {name}.predict_proba",
+                n / est_pred,
+                n / man_pred,
+                "tiles/s",
+                goal=0.95,
+                reference_name="hand-written loop, same module",
+                note=f"max abs diff of probabilities {agree:.1e}",
+            )
+        )
+
+    # (b) CPU fast path, inference: plain fp32 NCHW loop vs the estimator's defaults and a
+    # channels_last + bf16 autocast + inference_mode loop.
+    estimator = fitted["CNNClassifier"]
+    module = estimator.module_
+    plain = _plain_fp32(torch, module)
+    _plain_predict(torch, plain, tiles[:batch], batch)
+    _manual_predict(torch, module, tiles[:batch], batch, bf16=True)
+    plain_time = _timed(lambda: _plain_predict(torch, plain, tiles, batch), repeat)
+    est_time = _timed(lambda: estimator.predict_proba(tiles), repeat)
+    fast_time = _timed(lambda: _manual_predict(torch, module, tiles, batch, bf16=True), repeat)
+    fp32 = _manual_predict(torch, module, tiles[:batch], batch)
+    bf16 = _manual_predict(torch, module, tiles[:batch], batch, bf16=True)
+    rows += [
+        make_row(
+            "CPU fast path: CNNClassifier.predict_proba, default settings",
+            n / est_time,
+            n / plain_time,
+            "tiles/s",
+            goal=2.0,
+            reference_name="plain fp32 NCHW loop",
+            note=f"precision={estimator.precision!r}; backbone channels_last",
+        ),
+        make_row(
+            "CPU fast path: channels_last + bf16 autocast + inference_mode loop",
+            n / fast_time,
+            n / plain_time,
+            "tiles/s",
+            goal=2.0,
+            reference_name="plain fp32 NCHW loop",
+            note=f"max abs diff of probabilities vs fp32 {np.abs(fp32 - bf16).max():.1e}",
+        ),
+    ]
+    # (b) training: the estimator with precision="bf16" against the plain fp32 loop.
+    plain_train = _timed(lambda: _manual_epoch(torch, plain, tiles, y, batch), epochs)
+    _estimator(estimators.CNNClassifier, batch, 1, precision="bf16").fit(
+        tiles[: 2 * batch], y[: 2 * batch]
+    )
+    bf16_estimator = _estimator(estimators.CNNClassifier, batch, epochs, precision="bf16")
+    bf16_fit = _timed(lambda: bf16_estimator.fit(tiles, y), 1) / epochs
+    rows.append(
+        make_row(
+            "CPU fast path: CNNClassifier.fit(precision='bf16') per epoch",
+            n / bf16_fit,
+            n / plain_train,
+            "tiles/s",
+            goal=2.0,
+            reference_name="plain fp32 NCHW training loop",
+            note="not the default: the default is precision='fp32'",
+        )
+    )
+
+    # (c) predict on bags against the backbone's forward pass alone.
+    n_bags = max(1, n // 9)
+    bags = tiles[: n_bags * 9].reshape(n_bags, 9, size, size, 3)
+    flat = bags.reshape(-1, size, size, 3)
+
+    def backbone_only() -> None:
+        module.eval()
+        with torch.inference_mode():
+            for start in range(0, len(flat), batch):
+                module.cnn_features(torch.from_numpy(flat[start : start + batch]))
+
+    for name, est in fitted.items():
+        bag_time = _timed(lambda est=est: est.predict_proba(bags), repeat)
+        backbone_time = _timed(backbone_only, repeat)
+        rows.append(
+            make_row(
+                f"bags: {name}.predict_proba on {n_bags} bags of 9 tiles",
+                n_bags / bag_time,
+                n_bags / backbone_time,
+                "bags/s",
+                goal=0.9,
+                reference_name="backbone forward alone",
+            )
+        )
+
+    # (d) phase 1: an epoch with the backbone frozen against a head-only epoch on features
+    # computed once (what caching would give when augmentation is off).
+    _estimator(estimators.CNNClassifier, batch, 1, freeze_epochs=1).fit(
+        tiles[: 2 * batch], y[: 2 * batch]
+    )
+    frozen = _estimator(estimators.CNNClassifier, batch, epochs, freeze_epochs=epochs)
+    frozen_time = _timed(lambda: frozen.fit(tiles, y), 1) / epochs
+    head = frozen.module_
+    with torch.inference_mode():
+        features = torch.cat(
+            [
+                head.features(torch.from_numpy(tiles[s : s + batch]))
+                for s in range(0, len(tiles), batch)
+            ]
+        ).clone()
+    fc = copy.deepcopy(head.fc)
+    dropout = copy.deepcopy(head.dropout)
+
+    def head_epoch() -> None:
+        optimizer = torch.optim.Adam(fc.parameters(), lr=1e-4)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        order = torch.from_numpy(np.random.default_rng(1).permutation(len(tiles)))
+        targets = torch.from_numpy(y.astype(np.int64))
+        for start in range(0, len(order), batch):
+            index = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            criterion(fc(dropout(features[index])), targets[index]).backward()
+            optimizer.step()
+
+    head_time = _timed(head_epoch, max(3, epochs))
+    rows.append(
+        make_row(
+            "phase 1 (potential): head-only epoch on cached features vs frozen-CNN epoch",
+            n / head_time,
+            n / frozen_time,
+            "tiles/s",
+            goal=3.0,
+            reference_name="CNNClassifier frozen epoch",
+            note="the estimator does not cache yet; caching costs one feature pass up front",
+        )
+    )
+    return rows
