@@ -164,6 +164,61 @@ def test_cnn_is_frozen_in_phase_one_and_fine_tuned_after(estimator_cls):
     assert all(p.requires_grad for p in clf.module_.parameters())
 
 
+class CountBackboneTiles(Callback):
+    """Tiles the backbone forwarded in each epoch (cache filling included)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.per_epoch_ = []
+        self._seen = [0]
+        net.module_.backbone.register_forward_hook(lambda m, i, o: self._add(len(i[0])))
+
+    def _add(self, n):
+        self._seen[0] += n
+
+    def on_epoch_end(self, net, **kwargs):
+        self.per_epoch_.append(self._seen[0])
+        self._seen[0] = 0
+
+
+@pytest.mark.parametrize("estimator_cls", [HybridCNNLSTMClassifier, CNNClassifier])
+def test_phase_one_feature_cache_is_exact_and_skips_the_backbone(estimator_cls):
+    X, y = easy_tiles(48, seed=3)
+    params = (
+        {**SMALL, "lstm_hidden_size": 8}
+        if estimator_cls is HybridCNNLSTMClassifier
+        else {k: v for k, v in SMALL.items() if k != "lstm_hidden_size"}
+    )
+    fits = {}
+    for cache in (True, False):
+        counter = CountBackboneTiles()
+        clf = estimator_cls(
+            "resnet18", max_epochs=4, freeze_epochs=2, lr=1e-3, random_state=0,
+            cache_features=cache, callbacks=[("count", counter)], **params,
+        )  # fmt: skip
+        fits[cache] = (clf.fit(X, y), counter.per_epoch_)
+    cached, plain = fits[True][0], fits[False][0]
+    # Same training, to float rounding: the frozen CNN gives the same features every epoch.
+    for key in ("train_loss", "valid_loss"):
+        np.testing.assert_allclose(cached.history_[:, key], plain.history_[:, key], atol=1e-6)
+    np.testing.assert_allclose(cached.predict_proba(X), plain.predict_proba(X), atol=1e-6)
+    # Without the cache the backbone sees every tile every epoch (train + validation); with
+    # it, all tiles once at the start of phase 1, then not again until it is unfrozen.
+    assert fits[False][1] == [len(X)] * 4
+    assert fits[True][1] == [len(X), 0, len(X), len(X)]
+    assert "_feature_cache" not in vars(cached) and "_cache_source" not in vars(cached)
+
+
+def test_feature_cache_is_off_with_augmentation():
+    X, y = easy_tiles(32, seed=4)
+    counter = CountBackboneTiles()
+    clf = CNNClassifier(
+        "resnet18", max_epochs=2, freeze_epochs=2, lr=1e-3, random_state=0, augment=True,
+        callbacks=[("count", counter)], **{k: v for k, v in SMALL.items() if k != "lstm_hidden_size"},
+    )  # fmt: skip
+    clf.fit(X, y)
+    assert counter.per_epoch_ == [len(X)] * 2  # new views every epoch: nothing to reuse
+
+
 class SpoilLastEpoch(Callback):
     """Make the last epoch diverge, so the best validation loss is an earlier epoch."""
 

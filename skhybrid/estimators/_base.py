@@ -34,6 +34,7 @@ from ..tiling import unflatten_tiles
 from ._aggregate import AGGREGATIONS, aggregate_proba
 from ._callbacks import BatchAccuracy, BestEpoch, FreezeBackbone, PicklableLRScheduler
 from ._data import (
+    ArrayDataset,
     batch_passthrough,
     encode_labels,
     group_train_valid_split,
@@ -109,6 +110,8 @@ class TileNetClassifier(NeuralNetClassifier):
             _check_number("valid_size", self.valid_size, 0.0, 0.9)
         if not isinstance(self.augment, (bool, np.bool_)):
             raise ValueError(f"augment must be True or False, got {self.augment!r}.")
+        if not isinstance(self.cache_features, (bool, np.bool_)):
+            raise ValueError(f"cache_features must be True or False, got {self.cache_features!r}.")
 
     def _module_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of ``module`` derived from the estimator's parameters."""
@@ -245,6 +248,18 @@ class TileNetClassifier(NeuralNetClassifier):
         )
         return Subset(dataset, train), Subset(dataset, valid)
 
+    def get_dataset(self, X: Any, y: Any = None) -> Any:
+        dataset = super().get_dataset(X, y)
+        # Inside fit, batches of the training data carry their row index for the phase-1
+        # feature cache (see _cached_features).
+        if (
+            X is self.__dict__.get("_cache_source")
+            and isinstance(dataset, ArrayDataset)
+            and self._feature_cache_applies()
+        ):
+            dataset.with_index = True
+        return dataset
+
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
@@ -264,11 +279,55 @@ class TileNetClassifier(NeuralNetClassifier):
 
     # -- steps --------------------------------------------------------------------------------
     def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
-        """Forward a uint8 batch on the device; ``fit_params`` (``groups``) are not for it."""
+        """Forward a uint8 batch on the device; ``fit_params`` (``groups``) are not for it.
+
+        A batch with row indices (``{"images", "index"}``, training data inside ``fit``) takes
+        the frozen CNN's pooled features from the phase-1 cache instead of recomputing them.
+        """
+        index = None
+        if isinstance(x, dict):
+            x, index = x["images"], x["index"]
         x = to_tensor(x, device=None)
         x = x.to(self.device_, non_blocking=True)
+        cached = None if index is None else self._cached_features(index)
         with autocast(self.device_, self.precision):
-            return self.module_(x).float()
+            if cached is None:
+                return self.module_(x).float()
+            return self.module_(x, cnn_pooled=cached).float()
+
+    # -- phase 1: features of the frozen CNN, computed once --------------------------------------
+    def _feature_cache_applies(self) -> bool:
+        """Caching is exact only when a frozen CNN sees the same tiles every epoch."""
+        return (
+            bool(self.cache_features)
+            and not self.augment
+            and self.freeze_epochs > 0
+            and getattr(self.module_, "accepts_cached_features", False)
+        )
+
+    def _cached_features(self, index: torch.Tensor) -> torch.Tensor | None:
+        """Pooled CNN features of training rows ``index``, or None outside phase 1.
+
+        Computed for every training and validation row at the first frozen batch, in eval
+        mode and without autograd (as the frozen backbone runs anyway), and freed when the
+        backbone is unfrozen: memory ``n_tiles x C`` floats, only during phase 1.
+        """
+        if not self.module_.backbone_frozen or not self._feature_cache_applies():
+            self.__dict__.pop("_feature_cache", None)
+            return None
+        cache = self.__dict__.get("_feature_cache")
+        if cache is None:
+            source = self.__dict__["_cache_source"]
+            cache = torch.empty(
+                (len(source), self.module_.backbone.out_channels), device=self.device_
+            )
+            with torch.no_grad(), autocast(self.device_, self.precision):
+                for start in range(0, len(source), self.batch_size):
+                    batch = torch.from_numpy(source[start : start + self.batch_size])
+                    batch = batch.to(self.device_, non_blocking=True)
+                    cache[start : start + len(batch)] = self.module_.pooled_features(batch)
+            self.__dict__["_feature_cache"] = cache
+        return cache[index.to(cache.device)]
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         self._set_training(True)
@@ -332,7 +391,13 @@ class TileNetClassifier(NeuralNetClassifier):
             with seeded_torch(seed, self.device_):
                 if not continuing:
                     self.initialize()
-                NeuralNet.partial_fit(self, data.tiles, codes, groups=data.groups)
+                # Transient, never pickled: the training tiles (for the phase-1 cache).
+                self.__dict__["_cache_source"] = data.tiles
+                try:
+                    NeuralNet.partial_fit(self, data.tiles, codes, groups=data.groups)
+                finally:
+                    self.__dict__.pop("_cache_source", None)
+                    self.__dict__.pop("_feature_cache", None)
         return self
 
     # -- prediction ---------------------------------------------------------------------------

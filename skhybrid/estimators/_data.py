@@ -121,27 +121,38 @@ class ArrayDataset(torch.utils.data.Dataset):
     X : ndarray of shape (N, ...)
     y : ndarray of shape (N,), optional
         Integer class codes; missing targets are served as zeros (skorch's convention).
+
+    Attributes
+    ----------
+    with_index : bool
+        When True, a batch's inputs are ``{"images": X[indices], "index": indices}``, so the
+        estimator can look up features cached per sample (phase 1 with a frozen CNN).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
         self.X = X
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
+        self.with_index = False
 
     def __len__(self) -> int:
         return len(self.X)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
         x, y = self.__getitems__([index])
+        if isinstance(x, dict):
+            return {key: value[0] for key, value in x.items()}, y[0]
         return x[0], y[0]
 
-    def __getitems__(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: Any) -> tuple[Any, torch.Tensor]:
         index = np.asarray(indices, dtype=np.int64)
         n = len(index)
         if n and index[-1] - index[0] == n - 1 and np.all(np.diff(index) == 1):
             selector: Any = slice(int(index[0]), int(index[0]) + n)
         else:
             selector = index
-        x = torch.from_numpy(np.ascontiguousarray(self.X[selector]))
+        x: Any = torch.from_numpy(np.ascontiguousarray(self.X[selector]))
+        if self.with_index:
+            x = {"images": x, "index": torch.from_numpy(index)}
         if self.y is None:
             return x, torch.zeros(n, dtype=torch.int64)
         return x, torch.from_numpy(self.y[selector].copy())

@@ -25,7 +25,7 @@ __all__ = ["CNNFeatureExtractor"]
 
 class _PooledFeatures(BackboneModel):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.cnn_features(images)[1])
+        return self.pooled_features(images)
 
 
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):

@@ -66,6 +66,14 @@ class BackboneModel(nn.Module):
             fmap = self.backbone(self.normalizer(x))
         return x, fmap
 
+    #: Whether ``forward(images, cnn_pooled=...)`` can take precomputed pooled CNN features
+    #: (phase 1 caches them: a frozen backbone gives the same features every epoch).
+    accepts_cached_features = True
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Globally pooled backbone features ``(B, C)`` of uint8 images ``(B, h, w, 3)``."""
+        return self.pool(self.cnn_features(images)[1])
+
     @staticmethod
     def pool(fmap: torch.Tensor) -> torch.Tensor:
         """Global average pooling ``(B, C, h, w) -> (B, C)``."""

@@ -48,7 +48,9 @@ class CNN(BackboneModel):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, C)`` of uint8 images ``(B, h, w, 3)``."""
-        return self.pool(self.cnn_features(images)[1])
+        return self.pooled_features(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.features(images)))
+    def forward(self, images: torch.Tensor, cnn_pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, k)``; ``cnn_pooled`` (B, C) replaces the backbone pass when given."""
+        features = self.features(images) if cnn_pooled is None else cnn_pooled
+        return self.fc(self.dropout(features))

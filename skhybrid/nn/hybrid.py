@@ -9,6 +9,7 @@ from torch import nn
 from .backbones import WeightsLike
 from .base import BackboneModel
 from .fusion import build_fusion
+from .normalize import to_unit_float
 from .stain import STAIN_MAPS, one_channel_map
 
 __all__ = ["RNN_INPUTS", "HybridCNNLSTM"]
@@ -110,9 +111,10 @@ class HybridCNNLSTM(BackboneModel):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.fusion.out_features, n_classes)
 
-    def rnn_sequence(self, x: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
+    def rnn_sequence(self, x: torch.Tensor, fmap: torch.Tensor | None) -> torch.Tensor:
         """The LSTM's input ``(B, steps, features)`` from ``[0, 1]`` RGB and the CNN map."""
         if self.rnn_input == "cnn_map":
+            assert fmap is not None
             return fmap.flatten(2).transpose(1, 2).contiguous()
         channel = one_channel_map(x, self.rnn_map)
         if self.rnn_map_size is not None:
@@ -125,9 +127,25 @@ class HybridCNNLSTM(BackboneModel):
             )
         return channel[:, 0].contiguous()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x, fmap = self.cnn_features(images)
-        u_c = self.cnn_proj(self.pool(fmap))
+    @property
+    def accepts_cached_features(self) -> bool:  # type: ignore[override]
+        # "cnn_map" feeds the whole feature map to the LSTM: pooled features are not enough.
+        return self.rnn_input == "image"
+
+    def forward(self, images: torch.Tensor, cnn_pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, k)`` of uint8 tiles ``(B, h, w, 3)``.
+
+        ``cnn_pooled`` (B, C), the pooled features of a frozen backbone computed beforehand,
+        replaces the backbone pass (``rnn_input="image"`` only); the LSTM still reads the tiles.
+        """
+        if cnn_pooled is None:
+            x, fmap = self.cnn_features(images)
+            pooled = self.pool(fmap)
+        else:
+            if not self.accepts_cached_features:
+                raise ValueError("rnn_input='cnn_map' needs the feature map, not pooled features.")
+            x, fmap, pooled = to_unit_float(images), None, cnn_pooled
+        u_c = self.cnn_proj(pooled)
         _, (h_n, _) = self.lstm(self.rnn_sequence(x, fmap))
         z = self.fusion(u_c, h_n[-1])
         return self.fc(self.dropout(z))
