@@ -119,6 +119,35 @@ def test_bf16_predictions_agree_with_fp32(fitted_pipeline, histology):
     assert np.mean(bf16.argmax(1) == fp32.argmax(1)) >= 0.9
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, fast_bf16):
+    from skhybrid.estimators import _runtime
+
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
+    expected = "bf16" if fast_bf16 else "fp32"
+    assert _runtime.resolve_precision("auto", "cpu") == expected
+    assert _runtime.resolve_precision("fp32", "cpu") == "fp32"  # explicit values win
+    assert _runtime.resolve_precision("bf16", "cpu") == "bf16"
+    X, y = easy_tiles(16, seed=5)
+    params = {k: v for k, v in SMALL.items() if k != "lstm_hidden_size"}
+    clf = CNNClassifier("resnet18", max_epochs=1, freeze_epochs=0, valid_size=None, **params)
+    assert clf.fit(X, y).precision_ == expected
+    assert clf.get_params()["precision"] == "auto"
+    # The autocast context really switches: bf16 matmuls give bf16 results inside it.
+    with _runtime.autocast("cpu", "auto"):
+        dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    assert dtype == (torch.bfloat16 if fast_bf16 else torch.float32)
+
+
+def test_auto_precision_on_cuda_follows_bf16_support(monkeypatch):
+    from skhybrid.estimators import _runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert _runtime.resolve_precision("auto", "cuda") == expected
+
+
 def test_aggregation_definitions():
     tile_proba = np.array([[[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]]])
     np.testing.assert_allclose(aggregate_proba(tile_proba, "mean"), [[1.6 / 3, 1.4 / 3]])

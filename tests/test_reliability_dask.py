@@ -48,6 +48,18 @@ def client() -> Iterator[Any]:
     cluster.close()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """The serial runs use one torch thread, like each worker: CPU kernels (bf16 ones most)
+    sum in an order that depends on the thread count, so only equal settings compare equal."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tiny_bags(16)

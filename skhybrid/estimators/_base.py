@@ -41,7 +41,14 @@ from ._data import (
     prepare_fit_inputs,
     prepare_predict_tiles,
 )
-from ._runtime import PRECISIONS, autocast, resolve_device, seed_from, seeded_torch
+from ._runtime import (
+    PRECISIONS,
+    autocast,
+    resolve_device,
+    resolve_precision,
+    seed_from,
+    seeded_torch,
+)
 
 __all__ = ["TileNetClassifier"]
 
@@ -387,6 +394,7 @@ class TileNetClassifier(NeuralNetClassifier):
             self.tile_shape_ = (int(data.tiles.shape[1]), int(data.tiles.shape[2]))
             self._fit_seed_ = seed_from(self.random_state)
         with self._concrete_device():
+            self.precision_ = resolve_precision(self.precision, self.device_)
             seed = None if continuing else self._fit_seed_
             with seeded_torch(seed, self.device_):
                 if not continuing:

@@ -48,8 +48,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Images per forward pass.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
         ``"auto"`` uses CUDA when available.
-    precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` computes under bfloat16 autocast; features are returned as float32.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        ``"bf16"`` computes under bfloat16 autocast; ``"auto"`` does so where the device
+        computes bf16 natively (see :class:`CNNClassifier`). Features are float32 either way.
 
     Attributes
     ----------
@@ -76,7 +77,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         weights: Any = "imagenet",
         batch_size: int = 128,
         device: Any = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         self.backbone = backbone
         self.weights = weights
