@@ -2,7 +2,7 @@
 
 Usage::
 
-    python examples/save_and_load_model.py [--out DIR]
+    python examples/save_and_load_model.py [--out DIR] [--n-images 32]
 
 The saved file is an ordinary joblib pickle of the scikit-learn Pipeline: ``joblib.load`` works,
 and ``skhybrid.load_model`` adds clear errors for a missing or foreign file. The same file is
@@ -31,12 +31,13 @@ from skhybrid import (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="default: a new temporary folder")
+    parser.add_argument("--n-images", type=int, default=32, help="synthetic images (default: 32)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="skhybrid-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    data = make_histology(n_images=32, image_size=(96, 144), random_state=0)
+    data = make_histology(n_images=args.n_images, image_size=(96, 144), random_state=0)
     pipe = Pipeline(
         [
             ("tiles", SubImageTiler(tile_size=(32, 32))),

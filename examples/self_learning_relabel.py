@@ -8,10 +8,12 @@ so we can see how much the labels improve.
 
 Runs in a few seconds on a CPU::
 
-    python examples/self_learning_relabel.py
+    python examples/self_learning_relabel.py [--n-images 200]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -25,12 +27,20 @@ from skhybrid.tiling import SubImageTiler
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-images", type=int, default=200, help="synthetic images (default: 200)")
+    args = parser.parse_args()
+
     data = make_histology(
-        200, image_size=(96, 144), benign_tile_fraction=0.5, difficulty=0.4, random_state=0
+        args.n_images,
+        image_size=(96, 144),
+        benign_tile_fraction=0.5,
+        difficulty=0.4,
+        random_state=0,
     )
     labels = data.target_names[data.target]  # "benign" / "malignant"
     tile_truth = data.target_names[data.tile_target]
-    bags = SubImageTiler(grid=(3, 3)).fit_transform(data.images)  # (200, 9, 32, 48, 3)
+    bags = SubImageTiler(grid=(3, 3)).fit_transform(data.images)  # (n_images, 9, 32, 48, 3)
 
     # Cheap tile classifier: colour / stain / texture features + logistic regression.
     tile_classifier = make_pipeline(
