@@ -5,10 +5,12 @@ Every reference is a hand-written PyTorch loop on the *same* module (the estimat
 
 - overhead: ``fit`` (wall time per epoch, all set-up included) and ``predict_proba``
   throughput of ``CNNClassifier`` / ``HybridCNNLSTMClassifier`` against the loop; goal >= 0.95x.
-- CPU fast path: the estimator's default settings, and a channels_last + bf16 autocast +
-  inference_mode loop, against a plain fp32 NCHW ``no_grad`` loop; goal >= 2x.
+- CPU fast path: the estimator's default settings (``precision="auto"``), and a
+  channels_last + bf16 autocast + inference_mode loop, against a plain fp32 NCHW ``no_grad``
+  loop; goal >= 2x. Overhead rows use ``precision="fp32"`` like their loops.
 - bags: ``predict_proba`` on bags against the backbone's forward pass alone; goal >= 0.9x.
-- phase 1: a frozen-backbone epoch against a head-only epoch on features computed once.
+- phase 1: a frozen-backbone epoch with the feature cache against one recomputing the backbone;
+  goal >= 3x.
 
 resnet18 from scratch (no download); 224x224 tiles in full mode, 64x64 in quick mode.
 """
@@ -41,6 +43,8 @@ def _data(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _estimator(cls: Any, batch_size: int, epochs: int, **params: Any) -> Any:
+    """An estimator on resnet18; fp32 unless told, to compare with fp32 hand-written loops."""
+    params.setdefault("precision", "fp32")
     return cls(
         backbone="resnet18",
         weights=None,
@@ -162,18 +166,24 @@ def run(quick: bool) -> list[dict[str, Any]]:
             )
         )
 
-    # (b) CPU fast path, inference: plain fp32 NCHW loop vs the estimator's defaults and a
-    # channels_last + bf16 autocast + inference_mode loop.
-    estimator = fitted["CNNClassifier"]
+    # (b) CPU fast path, inference: plain fp32 NCHW loop vs the estimator's defaults
+    # (precision="auto": bf16 where the CPU computes it natively; channels_last backbone;
+    # inference_mode) and a hand-written channels_last + bf16 + inference_mode loop.
+    from skhybrid.estimators._runtime import resolve_precision
+
+    estimator = copy.deepcopy(fitted["CNNClassifier"]).set_params(precision="auto")
+    default_precision = resolve_precision("auto", "cpu")
     module = estimator.module_
     plain = _plain_fp32(torch, module)
     _plain_predict(torch, plain, tiles[:batch], batch)
     _manual_predict(torch, module, tiles[:batch], batch, bf16=True)
+    estimator.predict_proba(tiles[:batch])
     plain_time = _timed(lambda: _plain_predict(torch, plain, tiles, batch), repeat)
     est_time = _timed(lambda: estimator.predict_proba(tiles), repeat)
     fast_time = _timed(lambda: _manual_predict(torch, module, tiles, batch, bf16=True), repeat)
     fp32 = _manual_predict(torch, module, tiles[:batch], batch)
     bf16 = _manual_predict(torch, module, tiles[:batch], batch, bf16=True)
+    default_proba = estimator.predict_proba(tiles[:batch])
     rows += [
         make_row(
             "CPU fast path: CNNClassifier.predict_proba, default settings",
@@ -182,7 +192,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "tiles/s",
             goal=2.0,
             reference_name="plain fp32 NCHW loop",
-            note=f"precision={estimator.precision!r}; backbone channels_last",
+            note=f"precision='auto' -> {default_precision}; max abs diff of probabilities "
+            f"vs fp32 {np.abs(default_proba - fp32).max():.1e}",
         ),
         make_row(
             "CPU fast path: channels_last + bf16 autocast + inference_mode loop",
@@ -194,22 +205,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
             note=f"max abs diff of probabilities vs fp32 {np.abs(fp32 - bf16).max():.1e}",
         ),
     ]
-    # (b) training: the estimator with precision="bf16" against the plain fp32 loop.
+    # (b) training: the estimator with its default settings against the plain fp32 loop.
     plain_train = _timed(lambda: _manual_epoch(torch, plain, tiles, y, batch), epochs)
-    _estimator(estimators.CNNClassifier, batch, 1, precision="bf16").fit(
+    _estimator(estimators.CNNClassifier, batch, 1, precision="auto").fit(
         tiles[: 2 * batch], y[: 2 * batch]
     )
-    bf16_estimator = _estimator(estimators.CNNClassifier, batch, epochs, precision="bf16")
-    bf16_fit = _timed(lambda: bf16_estimator.fit(tiles, y), 1) / epochs
+    default_estimator = _estimator(estimators.CNNClassifier, batch, epochs, precision="auto")
+    default_fit = _timed(lambda: default_estimator.fit(tiles, y), 1) / epochs
     rows.append(
         make_row(
-            "CPU fast path: CNNClassifier.fit(precision='bf16') per epoch",
-            n / bf16_fit,
+            "CPU fast path: CNNClassifier.fit per epoch, default settings",
+            n / default_fit,
             n / plain_train,
             "tiles/s",
             goal=2.0,
             reference_name="plain fp32 NCHW training loop",
-            note="not the default: the default is precision='fp32'",
+            note=f"precision='auto' -> {default_precision}",
         )
     )
 
@@ -238,45 +249,33 @@ def run(quick: bool) -> list[dict[str, Any]]:
             )
         )
 
-    # (d) phase 1: an epoch with the backbone frozen against a head-only epoch on features
-    # computed once (what caching would give when augmentation is off).
-    _estimator(estimators.CNNClassifier, batch, 1, freeze_epochs=1).fit(
-        tiles[: 2 * batch], y[: 2 * batch]
-    )
-    frozen = _estimator(estimators.CNNClassifier, batch, epochs, freeze_epochs=epochs)
-    frozen_time = _timed(lambda: frozen.fit(tiles, y), 1) / epochs
-    head = frozen.module_
-    with torch.inference_mode():
-        features = torch.cat(
-            [
-                head.features(torch.from_numpy(tiles[s : s + batch]))
-                for s in range(0, len(tiles), batch)
-            ]
-        ).clone()
-    fc = copy.deepcopy(head.fc)
-    dropout = copy.deepcopy(head.dropout)
-
-    def head_epoch() -> None:
-        optimizer = torch.optim.Adam(fc.parameters(), lr=1e-4)
-        criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-        order = torch.from_numpy(np.random.default_rng(1).permutation(len(tiles)))
-        targets = torch.from_numpy(y.astype(np.int64))
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
-            optimizer.zero_grad(set_to_none=True)
-            criterion(fc(dropout(features[index])), targets[index]).backward()
-            optimizer.step()
-
-    head_time = _timed(head_epoch, max(3, epochs))
+    # (d) phase 1: frozen-backbone epochs with the feature cache (the default) against the
+    # same epochs recomputing the backbone (cache_features=False). Steady-state epochs are
+    # compared (skorch's per-epoch "dur"); the one-off feature pass is reported in the note.
+    phase_epochs = scale(4, 4, 2)
+    durations = {}
+    for cache in (True, False):
+        frozen = _estimator(
+            estimators.CNNClassifier,
+            batch,
+            phase_epochs,
+            freeze_epochs=phase_epochs,
+            cache_features=cache,
+        )
+        frozen.fit(tiles, y)
+        durations[cache] = list(frozen.history_[:, "dur"])
+    cached_epoch = float(np.median(durations[True][1:]))
+    plain_epoch = float(np.median(durations[False]))
     rows.append(
         make_row(
-            "phase 1 (potential): head-only epoch on cached features vs frozen-CNN epoch",
-            n / head_time,
-            n / frozen_time,
+            "phase 1: frozen-CNN epoch with the feature cache (default)",
+            n / cached_epoch,
+            n / plain_epoch,
             "tiles/s",
             goal=3.0,
-            reference_name="CNNClassifier frozen epoch",
-            note="the estimator does not cache yet; caching costs one feature pass up front",
+            reference_name="same epoch recomputing the backbone (cache_features=False)",
+            note=f"first epoch fills the cache: {durations[True][0]:.2f} s vs "
+            f"{plain_epoch:.2f} s per uncached epoch; {phase_epochs} frozen epochs",
         )
     )
     return rows
