@@ -150,8 +150,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the whole method on the embedded synthetic data set",
         description="Synthetic H&E images -> 3x3 tiles -> self-learning relabeling -> hybrid "
-        "CNN-LSTM trained from scratch -> patient-wise evaluation. Writes "
-        "report.json, ROC / precision-recall PNGs and model.joblib.",
+        "CNN-LSTM trained from scratch -> patient-wise evaluation. Writes report.json, "
+        "self_learning_history.md (with rounds > 0), ROC / precision-recall PNGs and "
+        "model.joblib into --out.",
     )
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     demo.add_argument("--n-images", type=int, default=_DEMO_DEFAULTS["n_images"])
@@ -170,7 +171,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--difficulty", type=float, default=0.3)
     _model_options(demo, backbone=_DEMO_DEFAULTS["backbone"], epochs=_DEMO_DEFAULTS["epochs"])
     _protocol_options(demo, rounds=_DEMO_DEFAULTS["rounds"])
-    demo.add_argument("-q", "--quiet", action="store_true")
+    demo.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress messages or epoch table"
+    )
 
     train = sub.add_parser(
         "train",
@@ -189,23 +192,42 @@ def _build_parser() -> argparse.ArgumentParser:
         help="tiles are resized to this (default: 224 as in the paper)",
     )
     train.add_argument("--out", type=Path, default=Path("skhybrid-model"))
-    train.add_argument("--n-jobs", type=int, default=None, help="processes for loading images")
+    train.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="threads decoding the PNG files (default: 1; -1: all cores)",
+    )
     _model_options(train, backbone="resnet101", epochs=100)
     _protocol_options(train, rounds=4)
-    train.add_argument("-q", "--quiet", action="store_true")
+    train.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, messages or epoch table"
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score a saved model on a BreakHis folder",
+        help="score a saved model on new BreakHis images (held-out patients)",
         description="Image-level report (accuracy, sensitivity, specificity, precision, F1, "
-        "AUC) and the patient recognition rate of a saved model.",
+        "AUC) and the patient recognition rate of a saved model on every image of DATA_DIR. "
+        "It does not split: give it a folder of patients the model was not trained on. "
+        "`skhybrid train` already reports the held-out patient-wise test score in its "
+        "report.json; evaluating on the training folder scores training patients and "
+        "overstates performance.",
     )
     evaluate.add_argument("model", type=Path, help="model.joblib written by `skhybrid train`")
-    evaluate.add_argument("data_dir", type=Path)
-    evaluate.add_argument("--magnification", default=None)
+    evaluate.add_argument(
+        "data_dir", type=Path, help="BreakHis folder of patients the model has not seen"
+    )
+    evaluate.add_argument(
+        "--magnification", default=None, help="40X, 100X, 200X or 400X (default: all)"
+    )
     evaluate.add_argument("--out", type=Path, default=None, help="folder for report.json and plots")
-    evaluate.add_argument("--n-jobs", type=int, default=None)
-    evaluate.add_argument("-q", "--quiet", action="store_true")
+    evaluate.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the report (no line saying what is being scored)",
+    )
 
     predict = sub.add_parser(
         "predict",
@@ -318,7 +340,7 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
     return load_breakhis(
         args.data_dir,
         magnification=args.magnification,
-        n_jobs=args.n_jobs,
+        n_jobs=getattr(args, "n_jobs", None),  # evaluate reads pixels later, in the tiler
         load_images=load_images,
         verbose=not args.quiet,
     )
@@ -343,6 +365,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, require_tiler=True)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
+    if not args.quiet:
+        # Only the file names are listed here; the saved tiler decodes the images in batches.
+        print(
+            f"Scoring {args.model} on {len(data.target)} images of "
+            f"{len(np.unique(data.patient))} slides under {args.data_dir}, magnification "
+            f"{args.magnification or 'all'} ..."
+        )
     reports, rate, curves = score_images(
         model, list(data.filenames), names[data.target], data.patient
     )

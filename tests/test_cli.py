@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,10 +107,28 @@ def test_evaluate_a_saved_model(trained_model, breakhis_tree, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "Sensitivity" in printed and "Patient recognition rate" in printed
+    assert "Scoring" not in printed  # -q: the report only
     report = json.loads((tmp_path / "report.json").read_text())
     image = report["reports"]["image"]
     assert image["n"] == 12  # the 100X images, scored by a model trained on 40X
     assert not (tmp_path / "model.joblib").exists()  # evaluate never rewrites the model
+
+
+def test_evaluate_says_what_it_scores_unless_quiet(trained_model, breakhis_tree, capsys):
+    model = str(trained_model / "model.joblib")
+    argv = ["evaluate", model, str(breakhis_tree), "--magnification", "100X"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"Scoring {re.escape(model)} on 12 images of \d+ slides", printed)
+    assert "Patient recognition rate" in printed
+    assert main([*argv, "-q"]) == 0
+    quiet = capsys.readouterr().out
+    assert "Scoring" not in quiet and "Patient recognition rate" in quiet
+    # evaluate decodes no image up front (the tiler reads the files), so it has no --n-jobs.
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--n-jobs", "2"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --n-jobs" in capsys.readouterr().err
 
 
 def test_predict_prints_tile_grid_and_writes_overlays(
@@ -166,6 +185,22 @@ def test_user_errors_are_one_line_messages(argv, message, breakhis_tree, tmp_pat
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_weights_file_that_is_not_torch_is_a_one_line_error(tmp_path, capsys):
+    """An existing file that torch cannot read (a PNG) passes the parser's file check and is
+    rejected as not a state dict: exit status 2, one line, no traceback."""
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8)).save(png)
+    argv = [
+        "demo", "--weights", str(png), "--n-images", "16", "--image-size", "32x48",
+        "--tile-size", "16", "--self-learning-rounds", "0", "--epochs", "1", "-q",
+        "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skhybrid demo: error: ") and "is not a PyTorch state dict file" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_option_values_are_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--tile-size", "0x4"])
@@ -179,6 +214,18 @@ def test_every_subcommand_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: skhybrid " + command in capsys.readouterr().out
+
+
+def test_help_texts_match_what_the_commands_do(capsys):
+    def help_of(command: str) -> str:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+    assert "self_learning_history.md" in help_of("demo")  # ExperimentResult.save writes it
+    assert "threads decoding the PNG files" in help_of("train")  # load_breakhis uses threads
+    evaluate = help_of("evaluate")
+    assert "held-out" in evaluate and "overstates" in evaluate and "--n-jobs" not in evaluate
 
 
 def test_cli_on_the_real_breakhis_sample(breakhis_sample, tmp_path, capsys):

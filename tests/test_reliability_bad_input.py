@@ -1,8 +1,8 @@
 """Bad input at every public entry point: the right exception type, a message that says what
 to do, and inputs that are never modified.
 
-Every case below is one row of the table in ``docs/reliability.md``
-(``python tests/_reliability_table.py`` regenerates it from these cases).
+Every case below is one row of the tables in ``docs/reliability.md``; the tables are written
+by hand, so update them when a case or its message changes.
 """
 
 from __future__ import annotations
