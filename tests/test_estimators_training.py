@@ -109,12 +109,13 @@ def test_bf16_predictions_agree_with_fp32(fitted_pipeline, histology):
     pipe, test = fitted_pipeline
     clf = pipe.named_steps["clf"]
     bags = pipe.named_steps["tiles"].transform(histology.images[test])
-    fp32 = clf.predict_proba(bags)
-    clf.set_params(precision="bf16")
+    default = clf.precision
     try:
-        bf16 = clf.predict_proba(bags)
+        fp32 = clf.set_params(precision="fp32").predict_proba(bags)
+        bf16 = clf.set_params(precision="bf16").predict_proba(bags)
     finally:
-        clf.set_params(precision="fp32")
+        clf.set_params(precision=default)
+    assert not np.array_equal(bf16, fp32)  # the two paths really differ
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
     assert np.mean(bf16.argmax(1) == fp32.argmax(1)) >= 0.9
 
@@ -137,6 +138,37 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, fast
     with _runtime.autocast("cpu", "auto"):
         dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
     assert dtype == (torch.bfloat16 if fast_bf16 else torch.float32)
+
+
+def test_cpu_bf16_environment_override(monkeypatch):
+    from skhybrid.estimators import _runtime
+
+    monkeypatch.setenv("SKHYBRID_CPU_BF16", "0")
+    assert _runtime.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv("SKHYBRID_CPU_BF16", "1")
+    assert _runtime.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setenv("SKHYBRID_CPU_BF16", "auto")  # what the CPU says
+    expected = "bf16" if _runtime._cpu_flags_have_bf16() else "fp32"
+    assert _runtime.resolve_precision("auto", "cpu") == expected
+
+
+def test_default_precision_on_this_cpu_learns_like_fp32(monkeypatch):
+    """The real default (no override): training is as good as in fp32. Trajectories are not
+    compared: from scratch on a few tiles, rounding differences grow like a change of seed."""
+    monkeypatch.delenv("SKHYBRID_CPU_BF16", raising=False)
+    X, y = easy_tiles(64, seed=6)
+    X_test, y_test = easy_tiles(64, seed=7)
+    params = {k: v for k, v in SMALL.items() if k != "lstm_hidden_size"}
+    accuracy = {}
+    for precision in ("auto", "fp32"):
+        clf = CNNClassifier(
+            "resnet18", max_epochs=4, freeze_epochs=0, lr=1e-3, random_state=0,
+            precision=precision, **params,
+        ).fit(X, y)  # fmt: skip
+        losses = clf.history_[:, "train_loss"]
+        assert losses[-1] < losses[0], (precision, losses)
+        accuracy[precision] = np.mean(clf.predict(X_test) == y_test)
+    assert accuracy["auto"] >= 0.9 and accuracy["fp32"] >= 0.9, accuracy
 
 
 def test_auto_precision_on_cuda_follows_bf16_support(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 from sklearn.utils import check_random_state
 
 __all__ = [
+    "CPU_BF16_ENV",
     "PRECISIONS",
     "autocast",
     "cpu_has_fast_bf16",
@@ -55,18 +57,34 @@ def seeded_torch(seed: int | None, device: str) -> Iterator[None]:
         yield
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX).
+#: Environment variable overriding what ``precision="auto"`` does on the CPU: ``0`` keeps fp32
+#: (bit-for-bit repeatable runs, e.g. a test suite), ``1`` forces bf16, unset or ``auto`` asks
+#: the CPU.
+CPU_BF16_ENV = "SKHYBRID_CPU_BF16"
 
-    Without these instructions oneDNN emulates bf16 with conversions, which is no faster than
-    fp32, so ``precision="auto"`` stays in fp32 there.
-    """
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags_have_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: no cheap way to know, stay exact
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether ``precision="auto"`` uses bf16 on this CPU: AVX-512 BF16 or AMX present.
+
+    Without these instructions oneDNN emulates bf16 with conversions, which is no faster than
+    fp32, so ``"auto"`` stays in fp32 there. The ``SKHYBRID_CPU_BF16`` environment variable
+    (``0`` / ``1``) overrides the detection.
+    """
+    setting = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    return _cpu_flags_have_bf16()
 
 
 def resolve_precision(precision: str, device: str) -> str:
