@@ -232,6 +232,12 @@ def classifier_params(args: argparse.Namespace, backbone: str) -> dict[str, Any]
     }
 
 
+def image_aggregation(rounds: int) -> str:
+    """After self-learning an image is malignant as soon as one tile is ("mil"); without it
+    tiles carry their image's label and the mean of the tiles is the usual vote."""
+    return "mil" if rounds > 0 else "mean"
+
+
 def row_name(backbone: str, model: str, rounds: int, *, show_rounds: bool = False) -> str:
     """``resnet101 CNN-LSTM + self-learning`` (with ``(N rounds)`` when several are compared)."""
     kind = "CNN-LSTM" if model == "hybrid" else "CNN"
@@ -295,7 +301,11 @@ def main() -> None:
                             data["X"],
                             data["y"],
                             data["patients"],
-                            classifier=make_classifier(model, **classifier_params(args, backbone)),
+                            classifier=make_classifier(
+                                model,
+                                **classifier_params(args, backbone),
+                                aggregation=image_aggregation(rounds),
+                            ),
                             tiler=SubImageTiler(grid=(3, 3), tile_size=(args.tile_size,) * 2),
                             protocol=protocol,
                             self_learning_rounds=rounds,

@@ -99,9 +99,10 @@ def _model_options(parser: argparse.ArgumentParser, *, backbone: str, epochs: in
     )
     group.add_argument(
         "--aggregation",
-        choices=("mean", "max", "vote"),
-        default="mean",
-        help="how tile probabilities make an image probability",
+        choices=("mean", "max", "vote", "mil"),
+        default=None,
+        help="how tile probabilities make an image probability (default: mil, an image is "
+        "malignant as soon as one tile is, with self-learning; mean without)",
     )
     group.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
@@ -257,11 +258,17 @@ def _classifier_params(args: argparse.Namespace, *, demo: bool) -> dict[str, Any
         else (5 if pretrained else 0),
         "lr": args.lr if args.lr is not None else (1e-4 if pretrained else 1e-3),
         "batch_size": args.batch_size or (32 if demo else 128),
-        "aggregation": args.aggregation,
+        "aggregation": args.aggregation or _default_aggregation(args),
         "device": args.device,
         "random_state": args.seed,
         "verbose": 0 if args.quiet else 1,
     }
+
+
+def _default_aggregation(args: argparse.Namespace) -> str:
+    # Self-learning teaches the model that malignant images hold benign tiles; their mean then
+    # under-calls malignant images, while "any tile malignant" (mil) matches the labels' rule.
+    return "mil" if getattr(args, "self_learning_rounds", 0) > 0 else "mean"
 
 
 def _print_result(result: Any) -> None:

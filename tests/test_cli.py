@@ -66,6 +66,8 @@ def test_demo_writes_report_plots_and_a_loadable_model(demo_run):
     assert accuracy["corrected"] >= accuracy["inherited"]  # relabeling moved towards the truth
     assert _is_png(out / "roc_curve.png") and _is_png(out / "pr_curve.png")
     model = load_model(out / "model.joblib", require_tiler=True)
+    # With self-learning, an image is malignant as soon as one tile is.
+    assert model.steps[-1][1].aggregation == "mil"
     images = np.random.default_rng(0).integers(0, 256, (2, 72, 108, 3), dtype=np.uint8)
     proba = model.predict_proba(images)
     assert proba.shape == (2, 2)

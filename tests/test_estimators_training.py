@@ -185,6 +185,13 @@ def test_aggregation_definitions():
     np.testing.assert_allclose(aggregate_proba(tile_proba, "mean"), [[1.6 / 3, 1.4 / 3]])
     np.testing.assert_allclose(aggregate_proba(tile_proba, "max"), [[0.9 / 1.6, 0.7 / 1.6]])
     np.testing.assert_allclose(aggregate_proba(tile_proba, "vote"), [[1 / 3, 2 / 3]])
+    # Multiple-instance rule: positive as soon as one tile is (min of the negative column).
+    np.testing.assert_allclose(aggregate_proba(tile_proba, "mil"), [[0.3, 0.7]])
+    mostly_benign = np.array([[[0.95, 0.05]] * 8 + [[0.1, 0.9]]])
+    assert aggregate_proba(mostly_benign, "mean")[0, 1] < 0.5  # the mean misses the lesion
+    assert aggregate_proba(mostly_benign, "mil")[0, 1] == pytest.approx(0.9)
+    three = np.array([[[0.8, 0.1, 0.1], [0.2, 0.6, 0.2], [0.5, 0.1, 0.4]]])
+    np.testing.assert_allclose(aggregate_proba(three, "mil"), [[0.2, 0.8 * 0.6, 0.8 * 0.4]])
     with pytest.raises(ValueError, match="valid are"):
         aggregate_proba(tile_proba, "median")
 

@@ -6,7 +6,7 @@ import numpy as np
 
 __all__ = ["AGGREGATIONS", "aggregate_proba"]
 
-AGGREGATIONS = ("mean", "max", "vote")
+AGGREGATIONS = ("mean", "max", "vote", "mil")
 
 
 def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
@@ -24,6 +24,14 @@ def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
         the first class in ``classes_``); ``predict`` then returns the majority class, ties
         between classes again going to the first.
 
+        ``"mil"``: the multiple-instance rule that self-learning assumes (an image is
+        positive as soon as one of its tiles is): the first class (``classes_[0]``, e.g.
+        ``"benign"`` or 0) is the negative one, and ``P(negative) = min_t p_t(negative)``; with
+        two classes ``P(positive) = max_t p_t(positive)``. With more classes the positive mass
+        ``1 - P(negative)`` is shared in proportion to each class's largest tile probability.
+        After self-learning, tiles of benign tissue in a malignant image are (correctly) called
+        benign, so the mean under-calls such images; this rule does not.
+
     Returns
     -------
     ndarray of shape (n, k)
@@ -39,4 +47,10 @@ def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
         counts = np.zeros((n, k))
         np.add.at(counts, (np.repeat(np.arange(n), n_tiles), winners.ravel()), 1.0)
         return counts / n_tiles
+    if aggregation == "mil":
+        negative = tile_proba[:, :, 0].min(axis=1)
+        peak = tile_proba[:, :, 1:].max(axis=1)
+        total = peak.sum(axis=1, keepdims=True)
+        share = np.divide(peak, total, out=np.full_like(peak, 1.0 / peak.shape[1]), where=total > 0)
+        return np.concatenate([negative[:, None], (1.0 - negative)[:, None] * share], axis=1)
     raise ValueError(f"Unknown aggregation {aggregation!r}; valid are {list(AGGREGATIONS)}.")

@@ -31,11 +31,14 @@ _COMMON_PARAMETERS = """
         value).
     dropout : float, default=0.5
         Dropout before the final linear layer (paper: dropout).
-    aggregation : {"mean", "max", "vote"}, default="mean"
+    aggregation : {"mean", "max", "vote", "mil"}, default="mean"
         How ``predict_proba`` turns the tile probabilities of a bag into image
         probabilities: the mean of the tile distributions; the per-class maximum over tiles
-        renormalised to sum to 1; or the fraction of tiles voting for each class (majority
-        vote, ties to the first class of ``classes_``). Rows always sum to 1.
+        renormalised to sum to 1; the fraction of tiles voting for each class (majority
+        vote, ties to the first class of ``classes_``); or the multiple-instance rule, an
+        image is positive as soon as one tile is (``P(negative) = min_t p_t(classes_[0])``;
+        the natural choice after self-learning, see :func:`aggregate_proba`). Rows always
+        sum to 1.
     augment : bool, default=False
         Random flips and 90-degree rotations of the training batches (on the device, seeded
         by ``random_state``); non-square tiles get flips only. Not used in the paper.
