@@ -105,6 +105,12 @@ def _model_options(parser: argparse.ArgumentParser, *, backbone: str, epochs: in
         "malignant as soon as one tile is, with self-learning; mean without)",
     )
     group.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    group.add_argument(
+        "--keep-optimizer-state",
+        action="store_true",
+        help="also save Adam's state in model.joblib (3x the size), to continue training "
+        "exactly where it stopped; without it the file is for prediction and fine-tuning",
+    )
 
 
 def _protocol_options(parser: argparse.ArgumentParser, *, rounds: int) -> None:
@@ -310,7 +316,7 @@ def _run(
         verbose=0 if args.quiet else 1,
     )
     _print_result(result)
-    written = result.save(args.out)
+    written = result.save(args.out, keep_optimizer_state=args.keep_optimizer_state)
     print(f"\nWrote {', '.join(str(p) for p in written)}")
     return 0
 

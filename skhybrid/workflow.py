@@ -133,11 +133,19 @@ class ExperimentResult:
             "info": self.info,
         }
 
-    def save(self, out_dir: str | os.PathLike[str], *, save_model: bool = True) -> list[Path]:
+    def save(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        save_model: bool = True,
+        keep_optimizer_state: bool = False,
+    ) -> list[Path]:
         """Write ``report.json``, ROC / precision-recall PNGs and ``model.joblib``.
 
-        Plots need matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped
-        with a warning and the rest is still written.
+        The model is written for prediction, without the optimizer's state (a third of the
+        size), unless ``keep_optimizer_state`` (see :func:`skhybrid.save_model`). Plots need
+        matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
+        warning and the rest is still written.
         """
         import warnings
 
@@ -163,7 +171,9 @@ class ExperimentResult:
         except ImportError as exc:
             warnings.warn(f"Plots skipped: {exc}", stacklevel=2)
         if save_model:
-            written.append(dump(self.model, out / "model.joblib"))
+            written.append(
+                dump(self.model, out / "model.joblib", keep_optimizer_state=keep_optimizer_state)
+            )
         return written
 
 

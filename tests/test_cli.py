@@ -68,6 +68,8 @@ def test_demo_writes_report_plots_and_a_loadable_model(demo_run):
     model = load_model(out / "model.joblib", require_tiler=True)
     # With self-learning, an image is malignant as soon as one tile is.
     assert model.steps[-1][1].aggregation == "mil"
+    # Written for prediction: no Adam state (without --keep-optimizer-state).
+    assert not model.steps[-1][1].optimizer_.state
     images = np.random.default_rng(0).integers(0, 256, (2, 72, 108, 3), dtype=np.uint8)
     proba = model.predict_proba(images)
     assert proba.shape == (2, 2)
