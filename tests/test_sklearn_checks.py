@@ -150,126 +150,62 @@ COMMON_NOT_APPLICABLE = frozenset(
         "check_readonly_memmap_input",
     }
 )
+#: Checks sklearn runs for transformers that image transformers reject (2-D input, weights).
+_TRANSFORMER_NOT_APPLICABLE = COMMON_NOT_APPLICABLE | frozenset(
+    {
+        "check_all_zero_sample_weights_error",
+        "check_array_api_mixed_inputs",
+        "check_array_api_same_namespace",
+        "check_estimator_sparse_array",
+        "check_estimator_sparse_matrix",
+        "check_estimator_sparse_tag",
+        "check_sample_weight_equivalence_on_dense_data",
+        "check_sample_weights_list",
+        "check_sample_weights_not_an_array",
+        "check_sample_weights_not_overwritten",
+        "check_sample_weights_pandas_series",
+        "check_sample_weights_shape",
+        "check_transformer_data_not_an_array",
+        "check_transformer_general",
+    }
+)
+#: The same for the two skorch classifiers.
+_NETWORK_NOT_APPLICABLE = COMMON_NOT_APPLICABLE | frozenset(
+    {
+        "check_all_zero_sample_weights_error",
+        "check_array_api_mixed_inputs",
+        "check_array_api_same_namespace",
+        "check_class_weight_balanced_linear_classifier",
+        "check_class_weight_classifiers",
+        "check_classifier_data_not_an_array",
+        "check_classifiers_classes",
+        "check_classifiers_one_label",
+        "check_classifiers_regression_target",
+        "check_classifiers_train",
+        "check_estimator_sparse_array",
+        "check_estimator_sparse_matrix",
+        "check_estimator_sparse_tag",
+        "check_estimators_nan_inf",
+        "check_estimators_partial_fit_n_features",
+        "check_no_attributes_set_in_init",
+        "check_sample_weight_equivalence_on_dense_data",
+        "check_sample_weight_equivalence_on_sparse_data",
+        "check_sample_weights_list",
+        "check_sample_weights_not_an_array",
+        "check_sample_weights_not_overwritten",
+        "check_sample_weights_pandas_series",
+        "check_sample_weights_shape",
+        "check_sparsify_coefficients",
+        "check_supervised_y_2d",
+    }
+)
 NOT_APPLICABLE: dict[str, frozenset[str]] = {
-    "SubImageTiler": COMMON_NOT_APPLICABLE
-    | frozenset(
-        {
-            "check_all_zero_sample_weights_error",
-            "check_array_api_mixed_inputs",
-            "check_array_api_same_namespace",
-            "check_estimator_sparse_array",
-            "check_estimator_sparse_matrix",
-            "check_estimator_sparse_tag",
-            "check_sample_weight_equivalence_on_dense_data",
-            "check_sample_weights_list",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_shape",
-            "check_transformer_data_not_an_array",
-            "check_transformer_general",
-            "check_transformer_preserve_dtypes",
-        }
-    ),
-    "ColorTextureFeatures": COMMON_NOT_APPLICABLE
-    | frozenset(
-        {
-            "check_all_zero_sample_weights_error",
-            "check_array_api_mixed_inputs",
-            "check_array_api_same_namespace",
-            "check_estimator_sparse_array",
-            "check_estimator_sparse_matrix",
-            "check_estimator_sparse_tag",
-            "check_sample_weight_equivalence_on_dense_data",
-            "check_sample_weights_list",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_shape",
-            "check_transformer_data_not_an_array",
-            "check_transformer_general",
-        }
-    ),
-    "CNNFeatureExtractor": COMMON_NOT_APPLICABLE
-    | frozenset(
-        {
-            "check_all_zero_sample_weights_error",
-            "check_array_api_mixed_inputs",
-            "check_array_api_same_namespace",
-            "check_estimator_sparse_array",
-            "check_estimator_sparse_matrix",
-            "check_estimator_sparse_tag",
-            "check_sample_weight_equivalence_on_dense_data",
-            "check_sample_weights_list",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_shape",
-            "check_transformer_data_not_an_array",
-            "check_transformer_general",
-            "check_transformer_preserve_dtypes",
-        }
-    ),
-    "CNNClassifier": COMMON_NOT_APPLICABLE
-    | frozenset(
-        {
-            "check_all_zero_sample_weights_error",
-            "check_array_api_mixed_inputs",
-            "check_array_api_same_namespace",
-            "check_class_weight_balanced_linear_classifier",
-            "check_class_weight_classifiers",
-            "check_classifier_data_not_an_array",
-            "check_classifiers_classes",
-            "check_classifiers_one_label",
-            "check_classifiers_regression_target",
-            "check_classifiers_train",
-            "check_estimator_sparse_array",
-            "check_estimator_sparse_matrix",
-            "check_estimator_sparse_tag",
-            "check_estimators_nan_inf",
-            "check_estimators_partial_fit_n_features",
-            "check_no_attributes_set_in_init",
-            "check_sample_weight_equivalence_on_dense_data",
-            "check_sample_weight_equivalence_on_sparse_data",
-            "check_sample_weights_list",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_shape",
-            "check_sparsify_coefficients",
-            "check_supervised_y_2d",
-        }
-    ),
-    "HybridCNNLSTMClassifier": COMMON_NOT_APPLICABLE
-    | frozenset(
-        {
-            "check_all_zero_sample_weights_error",
-            "check_array_api_mixed_inputs",
-            "check_array_api_same_namespace",
-            "check_class_weight_balanced_linear_classifier",
-            "check_class_weight_classifiers",
-            "check_classifier_data_not_an_array",
-            "check_classifiers_classes",
-            "check_classifiers_one_label",
-            "check_classifiers_regression_target",
-            "check_classifiers_train",
-            "check_estimator_sparse_array",
-            "check_estimator_sparse_matrix",
-            "check_estimator_sparse_tag",
-            "check_estimators_nan_inf",
-            "check_estimators_partial_fit_n_features",
-            "check_no_attributes_set_in_init",
-            "check_sample_weight_equivalence_on_dense_data",
-            "check_sample_weight_equivalence_on_sparse_data",
-            "check_sample_weights_list",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_shape",
-            "check_sparsify_coefficients",
-            "check_supervised_y_2d",
-        }
-    ),
+    "SubImageTiler": _TRANSFORMER_NOT_APPLICABLE | frozenset({"check_transformer_preserve_dtypes"}),
+    "ColorTextureFeatures": _TRANSFORMER_NOT_APPLICABLE,
+    "CNNFeatureExtractor": _TRANSFORMER_NOT_APPLICABLE
+    | frozenset({"check_transformer_preserve_dtypes"}),
+    "CNNClassifier": _NETWORK_NOT_APPLICABLE,
+    "HybridCNNLSTMClassifier": _NETWORK_NOT_APPLICABLE,
     "SelfLearningRelabeler": COMMON_NOT_APPLICABLE
     | frozenset(
         {
