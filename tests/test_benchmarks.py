@@ -105,3 +105,13 @@ def test_command_line_runs_the_tiler_benchmark_in_smoke_mode(tmp_path, capsys):
     # the fast path is checked against the previous implementation in the same run
     previous = next(row for row in rows if "previous" in row["name"])
     assert previous["note"] == "bit-identical: True"
+
+
+def test_cuda_benchmark_reports_itself_skipped_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark runs for real (python -m benchmarks)")
+    rows = run_benchmarks(["cuda"], mode="smoke", log=lambda message: None)
+    assert [row["status"] for row in rows] == ["skipped"]
+    assert "no CUDA device" in rows[0]["note"]
