@@ -43,5 +43,8 @@ bench: install  ## full benchmarks (see docs/performance.md)
 bench-quick: install  ## quick benchmarks (a few minutes on 2 cores)
 	$(BIN)/python -m benchmarks --quick --out bench-results
 
+docs: install  ## static site of docs/ in site/ (mkdocs; links and anchors checked)
+	$(BIN)/mkdocs build
+
 clean:
-	rm -rf $(VENV) $(OUT) bench-results .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(OUT) bench-results site .pytest_cache .ruff_cache *.egg-info
