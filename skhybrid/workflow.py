@@ -42,6 +42,9 @@ __all__ = [
 MODELS = ("hybrid", "cnn")
 RELABELERS = ("features", "model")
 POSITIVE = "malignant"
+#: Reports give 0 for a metric with no positive prediction (a small or failed model) instead
+#: of printing a warning per metric between the progress lines.
+ZERO_DIVISION = 0.0
 
 
 def make_classifier(model: str = "hybrid", **params: Any) -> Any:
@@ -419,11 +422,17 @@ def run_experiment(
         positive = _positive_column(classifier)
         proba = classifier.predict_proba(tiles[test])
         pred = np.asarray(classifier.classes_)[proba.argmax(axis=1)]
-        reports = {"tile (corrected labels)": binary_report(tile_y[test], pred, proba[:, positive])}
+        reports = {
+            "tile (corrected labels)": binary_report(
+                tile_y[test], pred, proba[:, positive], zero_division=0.0
+            )
+        }
         curves = {"tile (corrected labels)": (tile_y[test], proba[:, positive])}
         if tile_truth is not None:
             truth = tile_truth.reshape(-1)[test]
-            reports["tile"] = binary_report(truth, pred, proba[:, positive])
+            reports["tile"] = binary_report(
+                truth, pred, proba[:, positive], zero_division=ZERO_DIVISION
+            )
             curves["tile"] = (truth, proba[:, positive])
         rate = None
     info = {
@@ -462,12 +471,16 @@ def _score_bags(
     tile_proba = classifier.predict_proba_tiles(bags)
     image_proba = classifier.predict_proba(bags)
     image_pred = classes[image_proba.argmax(axis=1)]
-    reports = {"image": binary_report(y, image_pred, image_proba[:, positive])}
+    reports = {
+        "image": binary_report(y, image_pred, image_proba[:, positive], zero_division=ZERO_DIVISION)
+    }
     curves = {"image": (y, image_proba[:, positive])}
     if tile_truth is not None:
         flat = tile_proba.reshape(-1, len(classes))
         truth = np.asarray(tile_truth).reshape(-1)
-        reports["tile"] = binary_report(truth, classes[flat.argmax(axis=1)], flat[:, positive])
+        reports["tile"] = binary_report(
+            truth, classes[flat.argmax(axis=1)], flat[:, positive], zero_division=0.0
+        )
         curves["tile"] = (truth, flat[:, positive])
     rate = None if patients is None else patient_score(y, image_pred, patients)
     return reports, rate, curves
