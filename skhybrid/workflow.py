@@ -424,7 +424,7 @@ def run_experiment(
         pred = np.asarray(classifier.classes_)[proba.argmax(axis=1)]
         reports = {
             "tile (corrected labels)": binary_report(
-                tile_y[test], pred, proba[:, positive], zero_division=0.0
+                tile_y[test], pred, proba[:, positive], zero_division=ZERO_DIVISION
             )
         }
         curves = {"tile (corrected labels)": (tile_y[test], proba[:, positive])}
@@ -479,7 +479,7 @@ def _score_bags(
         flat = tile_proba.reshape(-1, len(classes))
         truth = np.asarray(tile_truth).reshape(-1)
         reports["tile"] = binary_report(
-            truth, classes[flat.argmax(axis=1)], flat[:, positive], zero_division=0.0
+            truth, classes[flat.argmax(axis=1)], flat[:, positive], zero_division=ZERO_DIVISION
         )
         curves["tile"] = (truth, flat[:, positive])
     rate = None if patients is None else patient_score(y, image_pred, patients)
