@@ -38,6 +38,7 @@ from ._data import (
     batch_passthrough,
     encode_labels,
     group_train_valid_split,
+    pooled_features_into,
     prepare_fit_inputs,
     prepare_predict_tiles,
 )
@@ -71,6 +72,11 @@ def _check_number(name: str, value: Any, low: float, high: float, *, integer: bo
     if not isinstance(value, kind) or isinstance(value, bool) or not low <= value <= high:
         what = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {what} in [{low}, {high}], got {value!r}.")
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
 
 
 class TileNetClassifier(NeuralNetClassifier):
@@ -115,10 +121,8 @@ class TileNetClassifier(NeuralNetClassifier):
             _check_number("patience", self.patience, 1, np.inf, integer=True)
         if self.valid_size is not None and self.valid_size != 0:
             _check_number("valid_size", self.valid_size, 0.0, 0.9)
-        if not isinstance(self.augment, (bool, np.bool_)):
-            raise ValueError(f"augment must be True or False, got {self.augment!r}.")
-        if not isinstance(self.cache_features, (bool, np.bool_)):
-            raise ValueError(f"cache_features must be True or False, got {self.cache_features!r}.")
+        _check_flag("augment", self.augment)
+        _check_flag("cache_features", self.cache_features)
 
     def _module_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of ``module`` derived from the estimator's parameters."""
@@ -325,14 +329,14 @@ class TileNetClassifier(NeuralNetClassifier):
         cache = self.__dict__.get("_feature_cache")
         if cache is None:
             source = self.__dict__["_cache_source"]
-            cache = torch.empty(
-                (len(source), self.module_.backbone.out_channels), device=self.device_
+            cache = pooled_features_into(
+                torch.empty((len(source), self.module_.backbone.out_channels), device=self.device_),
+                self.module_,
+                source,
+                batch_size=self.batch_size,
+                device=self.device_,
+                precision=self.precision,
             )
-            with torch.no_grad(), autocast(self.device_, self.precision):
-                for start in range(0, len(source), self.batch_size):
-                    batch = torch.from_numpy(source[start : start + self.batch_size])
-                    batch = batch.to(self.device_, non_blocking=True)
-                    cache[start : start + len(batch)] = self.module_.pooled_features(batch)
             self.__dict__["_feature_cache"] = cache
         return cache[index.to(cache.device)]
 

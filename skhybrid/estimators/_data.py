@@ -16,6 +16,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from .._images import check_bags, check_image_array
 from ..tiling import flatten_bags
+from ._runtime import autocast
 
 __all__ = [
     "ArrayDataset",
@@ -23,6 +24,7 @@ __all__ = [
     "batch_passthrough",
     "encode_labels",
     "group_train_valid_split",
+    "pooled_features_into",
     "prepare_fit_inputs",
     "prepare_predict_tiles",
 ]
@@ -83,6 +85,29 @@ def prepare_predict_tiles(X: Any) -> tuple[np.ndarray, int | None]:
         bags = check_bags(array)
         return flatten_bags(bags)[0], bags.shape[1]
     return check_image_array(array, what="images (or tiles)"), None
+
+
+def pooled_features_into(
+    out: torch.Tensor,
+    module: torch.nn.Module,
+    tiles: np.ndarray,
+    *,
+    batch_size: int,
+    device: str,
+    precision: str,
+) -> torch.Tensor:
+    """Fill ``out`` (N, C) with the pooled CNN features of uint8 ``tiles`` (N, h, w, 3).
+
+    Batches of ``batch_size`` go to ``device`` as uint8 and through
+    ``module.pooled_features`` without autograd; ``out`` may live on any device and dtype
+    (the copy converts). Returns ``out``.
+    """
+    with torch.no_grad(), autocast(device, precision):
+        for start in range(0, len(tiles), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
+            features = module.pooled_features(batch.to(device, non_blocking=True))
+            out[start : start + len(batch)] = features
+    return out
 
 
 def encode_labels(y: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:

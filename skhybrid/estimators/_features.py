@@ -17,8 +17,8 @@ from torch import nn
 from ..nn import BackboneModel, available_backbones
 from ..tiling import unflatten_tiles
 from ._base import check_choice
-from ._data import prepare_predict_tiles
-from ._runtime import PRECISIONS, autocast, resolve_device
+from ._data import pooled_features_into, prepare_predict_tiles
+from ._runtime import PRECISIONS, resolve_device
 
 __all__ = ["CNNFeatureExtractor"]
 
@@ -117,15 +117,17 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """Features ``(n, d)`` of images/tiles, or ``(n, T, d)`` of bags, as float32."""
         check_is_fitted(self, "module_")
         tiles, n_tiles = prepare_predict_tiles(X)
-        out = np.empty((len(tiles), self.n_features_out_), dtype=np.float32)
-        with torch.inference_mode(), autocast(self.device_, self.precision):
-            for start in range(0, len(tiles), self.batch_size):
-                batch = torch.from_numpy(
-                    np.ascontiguousarray(tiles[start : start + self.batch_size])
-                )
-                features = self.module_(batch.to(self.device_, non_blocking=True))
-                out[start : start + len(batch)] = features.float().cpu().numpy()
-        return out if n_tiles is None else unflatten_tiles(out, n_tiles)
+        out = torch.empty((len(tiles), self.n_features_out_), dtype=torch.float32)
+        pooled_features_into(
+            out,
+            self.module_,
+            tiles,
+            batch_size=self.batch_size,
+            device=self.device_,
+            precision=self.precision,
+        )
+        features = out.numpy()
+        return features if n_tiles is None else unflatten_tiles(features, n_tiles)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``cnn0 ... cnn{d-1}`` (for image input, where the output is 2-D)."""
