@@ -38,7 +38,7 @@ import numpy as np
 
 from skhybrid import SubImageTiler, load_breakhis, make_histology
 from skhybrid.metrics import format_reports
-from skhybrid.workflow import make_classifier, run_experiment
+from skhybrid.workflow import default_aggregation, make_classifier, run_experiment
 
 PAPER_BACKBONES = ("vgg19", "googlenet", "resnet101")
 MAGNIFICATIONS = ("40X", "100X", "200X", "400X")
@@ -232,12 +232,6 @@ def classifier_params(args: argparse.Namespace, backbone: str) -> dict[str, Any]
     }
 
 
-def image_aggregation(rounds: int) -> str:
-    """After self-learning an image is malignant as soon as one tile is ("mil"); without it
-    tiles carry their image's label and the mean of the tiles is the usual vote."""
-    return "mil" if rounds > 0 else "mean"
-
-
 def row_name(backbone: str, model: str, rounds: int, *, show_rounds: bool = False) -> str:
     """``resnet101 CNN-LSTM + self-learning`` (with ``(N rounds)`` when several are compared)."""
     kind = "CNN-LSTM" if model == "hybrid" else "CNN"
@@ -304,7 +298,7 @@ def main() -> None:
                             classifier=make_classifier(
                                 model,
                                 **classifier_params(args, backbone),
-                                aggregation=image_aggregation(rounds),
+                                aggregation=default_aggregation(rounds),
                             ),
                             tiler=SubImageTiler(grid=(3, 3), tile_size=(args.tile_size,) * 2),
                             protocol=protocol,

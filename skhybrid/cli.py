@@ -253,6 +253,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 # -- commands -----------------------------------------------------------------------------------
 def _classifier_params(args: argparse.Namespace, *, demo: bool) -> dict[str, Any]:
+    from .workflow import default_aggregation
+
     pretrained = args.weights is not None
     return {
         "backbone": args.backbone,
@@ -264,17 +266,11 @@ def _classifier_params(args: argparse.Namespace, *, demo: bool) -> dict[str, Any
         else (5 if pretrained else 0),
         "lr": args.lr if args.lr is not None else (1e-4 if pretrained else 1e-3),
         "batch_size": args.batch_size or (32 if demo else 128),
-        "aggregation": args.aggregation or _default_aggregation(args),
+        "aggregation": args.aggregation or default_aggregation(args.self_learning_rounds),
         "device": args.device,
         "random_state": args.seed,
         "verbose": 0 if args.quiet else 1,
     }
-
-
-def _default_aggregation(args: argparse.Namespace) -> str:
-    # Self-learning teaches the model that malignant images hold benign tiles; their mean then
-    # under-calls malignant images, while "any tile malignant" (mil) matches the labels' rule.
-    return "mil" if getattr(args, "self_learning_rounds", 0) > 0 else "mean"
 
 
 def _print_result(result: Any) -> None:

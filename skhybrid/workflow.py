@@ -33,6 +33,7 @@ from .tiling import SubImageTiler, flatten_bags
 
 __all__ = [
     "ExperimentResult",
+    "default_aggregation",
     "make_classifier",
     "make_relabeling_proposer",
     "run_experiment",
@@ -64,6 +65,17 @@ def make_classifier(model: str = "hybrid", **params: Any) -> Any:
         params = {k: v for k, v in params.items() if k not in {"fusion", "lstm_hidden_size"}}
         return CNNClassifier(**params)
     return HybridCNNLSTMClassifier(**params)
+
+
+def default_aggregation(self_learning_rounds: int) -> str:
+    """How a classifier trained in :func:`run_experiment` should turn tiles into images.
+
+    After self-learning the tile labels follow the rule "a malignant image holds at least one
+    malignant tile", and the model calls the benign tiles of malignant images benign, so the
+    mean of the tiles under-calls those images: ``"mil"`` (malignant as soon as one tile is).
+    Without self-learning every tile carries its image's label and ``"mean"`` is the vote.
+    """
+    return "mil" if self_learning_rounds > 0 else "mean"
 
 
 def make_relabeling_proposer(random_state: Any = None) -> Pipeline:

@@ -248,3 +248,19 @@ def test_cli_on_the_real_breakhis_sample(breakhis_sample, tmp_path, capsys):
     assert main(["predict", str(out / "model.joblib"), str(image), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["label"] in {"benign", "malignant"}
+
+
+def test_image_aggregation_follows_self_learning_unless_given():
+    from skhybrid.cli import _build_parser, _classifier_params
+    from skhybrid.workflow import default_aggregation
+
+    assert default_aggregation(4) == "mil" and default_aggregation(0) == "mean"
+    parser = _build_parser()
+    cases = {
+        (): "mil",  # 4 rounds by default: an image is malignant as soon as one tile is
+        ("--self-learning-rounds", "0"): "mean",
+        ("--aggregation", "vote"): "vote",  # an explicit choice wins
+    }
+    for extra, expected in cases.items():
+        args = parser.parse_args(["train", "data", *extra])
+        assert _classifier_params(args, demo=False)["aggregation"] == expected, extra
