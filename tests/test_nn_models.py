@@ -116,3 +116,31 @@ def test_random_dihedral_applies_all_eight_symmetries_and_keeps_content():
     assert all(sorted(v) == list(range(9)) for v in variants)
     wide = random_dihedral(torch.zeros(16, 3, 5, 1), torch.Generator().manual_seed(0))
     assert wide.shape == (16, 3, 5, 1)  # no rotation of non-square images
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda: CNN("resnet18", tile_shape=(32, 32)),
+        lambda: HybridCNNLSTM("resnet18", tile_shape=(32, 32), lstm_hidden_size=8),
+    ],
+    ids=["cnn", "hybrid"],
+)
+def test_precomputed_pooled_features_replace_the_backbone_pass(model):
+    net = model().eval()
+    images = _batch()
+    assert net.accepts_cached_features
+    with torch.no_grad():
+        pooled = net.pooled_features(images)
+        assert pooled.shape == (4, net.backbone.out_channels)
+        torch.testing.assert_close(net(images, cnn_pooled=pooled), net(images))
+        # The features really are used: other features give other logits.
+        assert not torch.allclose(net(images, cnn_pooled=pooled + 1.0), net(images))
+
+
+def test_cnn_map_lstm_cannot_take_pooled_features():
+    net = HybridCNNLSTM("resnet18", tile_shape=(32, 32), lstm_hidden_size=8, rnn_input="cnn_map")
+    assert not net.accepts_cached_features
+    images = _batch()
+    with pytest.raises(ValueError, match="cnn_map"):
+        net(images, cnn_pooled=torch.zeros(4, net.backbone.out_channels))
