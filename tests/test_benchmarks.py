@@ -115,3 +115,25 @@ def test_cuda_benchmark_reports_itself_skipped_without_a_gpu():
     rows = run_benchmarks(["cuda"], mode="smoke", log=lambda message: None)
     assert [row["status"] for row in rows] == ["skipped"]
     assert "no CUDA device" in rows[0]["note"]
+
+
+def test_cuda_benchmark_code_runs_on_the_cpu_and_its_loops_match_the_estimator(monkeypatch):
+    """The CUDA benchmark's own code (estimator, reference loops) on the CPU at smoke size.
+
+    No GPU is needed to keep it working between GPU runs: ``measure`` takes the device. The
+    reference inference loop must give the estimator's probabilities, or the ratio compares
+    different work.
+    """
+    from benchmarks import bench_cuda
+
+    monkeypatch.setattr(_common, "MODE", "smoke")
+    rows = bench_cuda.measure("cpu")
+    names = [row["name"] for row in rows]
+    assert names == [
+        "CUDA: HybridCNNLSTMClassifier(resnet18).fit per epoch",
+        "CUDA: HybridCNNLSTMClassifier(resnet18).predict_proba",
+    ]
+    assert [row["goal"] for row in rows] == [0.8, 0.9]
+    assert all(row["value"] > 0 and row["reference"] > 0 for row in rows)
+    agree = float(rows[1]["note"].rsplit(" ", 1)[-1])
+    assert agree < 1e-5
