@@ -11,12 +11,14 @@ from skhybrid.nn import (
     FUSIONS,
     AttentionFusion,
     HybridCNNLSTM,
+    ImageNormalizer,
     build_fusion,
     hematoxylin_map,
     luminance_map,
     to_unit_float,
 )
 from skhybrid.nn.augment import random_dihedral
+from skhybrid.nn.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _batch(n=4, h=32, w=32, seed=0):
@@ -30,6 +32,19 @@ def test_to_unit_float_is_nchw_channels_last_in_unit_range():
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(x[1, 2, 5, 7], images[1, 5, 7, 2].float() / 255)
+
+
+def test_normalizer_standardises_each_channel_and_keeps_the_layout():
+    x = to_unit_float(_batch())
+    out = ImageNormalizer()(x)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(out, (x - mean) / std, atol=1e-6)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # the ImageNet mean maps to zero in every channel
+    zero = ImageNormalizer()(mean.expand(1, 3, 2, 2))
+    assert torch.allclose(zero, torch.zeros(1, 3, 2, 2), atol=1e-6)
+    assert set(ImageNormalizer().state_dict()) == set()  # constants, not saved with models
 
 
 def test_models_reject_float_batches_with_a_hint():

@@ -48,6 +48,10 @@ class ImageNormalizer(nn.Module):
         # Not persistent: constants, so old state dicts stay loadable if they ever change.
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        # (x - mean) / std as one fused x * scale + shift: a single output batch and no
+        # temporary, a third less working memory per batch than two ops.
+        self.register_buffer("scale", 1.0 / self.std, persistent=False)
+        self.register_buffer("shift", -self.mean / self.std, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return torch.addcmul(self.shift, x, self.scale)
