@@ -54,7 +54,7 @@ def _estimator(cls: Any, batch_size: int, epochs: int, **params: Any) -> Any:
         valid_size=params.pop("valid_size", None),
         device="cpu",
         verbose=0,
-        random_state=0,
+        random_state=params.pop("random_state", 0),
         **params,
     )
 
@@ -374,33 +374,53 @@ def _bag_rows(
 
 
 def _precision_accuracy_row(estimators: Any, default_precision: str) -> dict[str, Any]:
+    """Image accuracy of the same seeded fits in the default precision and in fp32.
+
+    One fit on a few dozen test images moves by several images with any change of rounding
+    (a 1-ulp change in the input normalisation once moved the fp32 fit from 0.72 to 0.56), so
+    the figure is the mean over several data sets, splits and seeds, with the share of test
+    images on which the two precisions predict the same label.
+    """
     from skhybrid import SubImageTiler, make_histology
     from skhybrid.splits import patient_split_indices
 
-    data = make_histology(
-        n_images=scale(120, 60, 24), image_size=(96, 144), difficulty=0.3, random_state=0
-    )
-    bags = SubImageTiler(grid=(3, 3), tile_size=(32, 32)).fit_transform(data.images)
-    train, test = patient_split_indices(data.target, data.patient, random_state=0)
-    accuracy = {}
-    for precision in ("auto", "fp32"):
-        clf = _estimator(
-            estimators.HybridCNNLSTMClassifier,
-            32,
-            scale(8, 6, 2),
-            precision=precision,
-            lr=1e-3,
-            lstm_hidden_size=64,
-            valid_size=0.2,
-        ).fit(bags[train], data.target[train])
-        accuracy[precision] = float(np.mean(clf.predict(bags[test]) == data.target[test]))
+    seeds = scale(3, 2, 1)
+    accuracy: dict[str, list[float]] = {"auto": [], "fp32": []}
+    agree, n_test = [], 0
+    for seed in range(seeds):
+        data = make_histology(
+            n_images=scale(120, 60, 24), image_size=(96, 144), difficulty=0.3, random_state=seed
+        )
+        bags = SubImageTiler(grid=(3, 3), tile_size=(32, 32)).fit_transform(data.images)
+        train, test = patient_split_indices(data.target, data.patient, random_state=seed)
+        predicted = {}
+        for precision in ("auto", "fp32"):
+            clf = _estimator(
+                estimators.HybridCNNLSTMClassifier,
+                32,
+                scale(8, 6, 2),
+                precision=precision,
+                lr=1e-3,
+                lstm_hidden_size=64,
+                valid_size=0.2,
+                random_state=seed,
+            ).fit(bags[train], data.target[train])
+            predicted[precision] = clf.predict(bags[test])
+            accuracy[precision].append(float(np.mean(predicted[precision] == data.target[test])))
+        agree.append(float(np.mean(predicted["auto"] == predicted["fp32"])))
+        n_test += len(test)
     return make_row(
         "accuracy: HybridCNNLSTMClassifier, default precision vs fp32",
-        accuracy["auto"],
-        accuracy["fp32"],
+        float(np.mean(accuracy["auto"])),
+        float(np.mean(accuracy["fp32"])),
         "image accuracy",
-        reference_name="same seeded fit in fp32",
-        note=f"precision='auto' -> {default_precision}; synthetic histology, patient-wise "
-        f"test set of {len(test)} images; one split, so differences of one or two images "
-        "are noise",
+        reference_name="same seeded fits in fp32",
+        note=f"precision='auto' -> {default_precision}; mean of {seeds} synthetic histology "
+        f"sets, patient-wise splits and seeds ({n_test} test images in all); per fit "
+        f"{_fmt_list(accuracy['auto'])} vs {_fmt_list(accuracy['fp32'])}; same label on "
+        f"{np.mean(agree):.0%} of test images",
     )
+
+
+def _fmt_list(values: list[float]) -> str:
+    return "/".join(f"{value:.2f}" for value in values)
