@@ -7,8 +7,12 @@ Every reference is a hand-written PyTorch loop on the *same* module (the estimat
   throughput of ``CNNClassifier`` / ``HybridCNNLSTMClassifier`` against the loop; goal >= 0.95x.
 - CPU fast path: the estimator's default settings (``precision="auto"``), and a
   channels_last + bf16 autocast + inference_mode loop, against a plain fp32 NCHW ``no_grad``
-  loop; goal >= 2x. Overhead rows use ``precision="fp32"`` like their loops.
-- bags: ``predict_proba`` on bags against the backbone's forward pass alone; goal >= 0.9x.
+  loop; goal >= 2x. An fp32 channels_last loop shows what the layout alone gives. Overhead
+  rows use ``precision="fp32"`` like their loops.
+- accuracy: image accuracy of seeded fits in the default precision and in fp32.
+- bags: ``predict_proba`` on bags against the backbone's forward pass alone (goal >= 0.9x) and
+  against the same module's forward on the flattened tiles (the bag handling; goal >= 0.95x),
+  for both estimators on resnet18 and for the hybrid on the paper's resnet101.
 - phase 1: a frozen-backbone epoch with the feature cache against one recomputing the backbone;
   goal >= 3x.
 
