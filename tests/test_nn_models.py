@@ -159,3 +159,34 @@ def test_cnn_map_lstm_cannot_take_pooled_features():
     images = _batch()
     with pytest.raises(ValueError, match="cnn_map"):
         net(images, cnn_pooled=torch.zeros(4, net.backbone.out_channels))
+
+
+class _NCHWInput(nn.Module):
+    """Feeds a backbone contiguous NCHW input, as a plain PyTorch loop would."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.contiguous())
+
+
+@pytest.mark.parametrize("model_cls", [CNN, HybridCNNLSTM])
+def test_channels_last_fast_path_matches_a_plain_nchw_model(model_cls):
+    """The models run their backbone in channels_last (weights and input); a copy running it
+    in plain NCHW gives the same logits to float32 rounding."""
+    import copy
+
+    torch.manual_seed(0)
+    model = model_cls("resnet18", tile_shape=(32, 32)).eval()
+    weights4d = [p for p in model.backbone.parameters() if p.ndim == 4]
+    assert weights4d and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights4d)
+    plain = copy.deepcopy(model)
+    plain.backbone = _NCHWInput(plain.backbone.to(memory_format=torch.contiguous_format))
+    assert all(p.is_contiguous() for p in plain.parameters())
+    images = _batch(n=6, h=32, w=32)
+    with torch.inference_mode():
+        fast, reference = model(images), plain(images)
+    assert torch.allclose(fast, reference, atol=1e-4, rtol=1e-4)
+    assert torch.equal(fast.argmax(1), reference.argmax(1))
