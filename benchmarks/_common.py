@@ -80,12 +80,18 @@ def time_call(
 
 
 def compare(
-    candidates: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1
+    candidates: dict[str, Callable[[], Any]],
+    *,
+    repeat: int = 5,
+    warmup: int = 1,
+    sync: Callable[[], Any] | None = None,
 ) -> dict[str, float]:
     """Median seconds per call of several functions, interleaved run by run.
 
     Interleaving (A, B, A, B, ...) rather than (A, A, ..., B, B, ...) spreads background load
-    evenly over the candidates, so their ratio is fair on a shared machine.
+    evenly over the candidates, so their ratio is fair on a shared machine. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) is called before and after each timed call, so that work a
+    call queued on a GPU is counted in that call.
     """
     for fn in candidates.values():
         for _ in range(warmup):
@@ -93,8 +99,12 @@ def compare(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeat):
         for name, fn in candidates.items():
+            if sync is not None:
+                sync()
             start = time.perf_counter()
             fn()
+            if sync is not None:
+                sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

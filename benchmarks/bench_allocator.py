@@ -11,7 +11,6 @@ times with glibc's. Skipped when no jemalloc library is installed (Debian/Ubuntu
 from __future__ import annotations
 
 import glob
-import statistics
 from typing import Any
 
 from ._common import SkipBenchmark, make_row, run_python, scale
@@ -91,14 +90,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         "jemalloc": {"LD_PRELOAD": library, "MALLOC_CONF": ""},
         "jemalloc, tuned": {"LD_PRELOAD": library, "MALLOC_CONF": TUNED_MALLOC_CONF},
     }
-    times: dict[str, dict[str, list[float]]] = {name: {} for name in allocators}
+    times: dict[str, dict[str, float]] = {}
     peaks = {}
-    for _ in range(scale(1, 1, 1)):  # fresh processes; the differences here are 15-30%
-        for allocator, env in allocators.items():
-            r = run_python(code, env=env)
-            peaks[allocator] = r["peak"]
-            for step in _STEPS:
-                times[allocator].setdefault(step, []).append(r[step])
+    for allocator, env in allocators.items():  # one fresh process each
+        r = run_python(code, env=env)
+        peaks[allocator] = r["peak"]
+        times[allocator] = {step: r[step] for step in _STEPS}
     rows = []
     for allocator in ("jemalloc", "jemalloc, tuned"):
         for step in _STEPS:
@@ -107,8 +104,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows.append(
                 make_row(
                     f"allocator: {allocator} vs glibc, resnet18 {what} {precision} {size}x{size}",
-                    batch / statistics.median(times[allocator][step]),
-                    batch / statistics.median(times["glibc"][step]),
+                    batch / times[allocator][step],
+                    batch / times["glibc"][step],
                     "tiles/s",
                     reference_name="glibc malloc",
                     note=f"batch {batch}; peak RSS {peaks[allocator] / 1e6:.0f} MB, glibc "

@@ -19,13 +19,11 @@ resnet18) to keep it working between GPU runs.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._common import SkipBenchmark, make_row, scale
+from ._common import SkipBenchmark, compare, make_row, scale
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -39,28 +37,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
     if not torch.cuda.is_available():
         raise SkipBenchmark("no CUDA device (run this benchmark on a GPU machine)")
     return measure("cuda")
-
-
-def _timer(torch: Any, device: str) -> Callable[[dict[str, Callable[[], Any]], int], dict]:
-    """Median seconds of interleaved calls, the GPU synchronised around each one."""
-    cuda = device.startswith("cuda")
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
-    def timed(candidates: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-        times: dict[str, list[float]] = {name: [] for name in candidates}
-        for _ in range(repeat):
-            for name, fn in candidates.items():
-                sync()
-                start = time.perf_counter()
-                fn()
-                sync()
-                times[name].append(time.perf_counter() - start)
-        return {name: float(np.median(values)) for name, values in times.items()}
-
-    return timed
 
 
 def measure(device: str) -> list[dict[str, Any]]:
@@ -81,7 +57,7 @@ def measure(device: str) -> list[dict[str, Any]]:
     y = rng.integers(0, 2, n)
     name = torch.cuda.get_device_name() if cuda else device
     setting = f"{backbone} hybrid, {n} tiles {size}x{size}, batch {batch}, {name}"
-    timed = _timer(torch, device)
+    sync = torch.cuda.synchronize if cuda else None
 
     def estimator(max_epochs: int) -> Any:
         return HybridCNNLSTMClassifier(
@@ -104,7 +80,7 @@ def measure(device: str) -> list[dict[str, Any]]:
     warm = estimator(1).fit(tiles[: 2 * batch], y[: 2 * batch])
     bf16 = warm.precision_ == "bf16"
     loop_module = copy.deepcopy(warm.module_)
-    targets = torch.from_numpy(y.astype(np.int64))
+    targets = y.astype(np.int64)
 
     def manual_epoch(module: Any = loop_module, count: int = n) -> None:
         optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
@@ -114,7 +90,7 @@ def measure(device: str) -> list[dict[str, Any]]:
         for start in range(0, count, batch):
             index = order[start : start + batch]
             x = to_device(tiles[index])
-            target = to_device(targets.numpy()[index])
+            target = to_device(targets[index])
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 logits = module(x).float()
@@ -128,7 +104,9 @@ def measure(device: str) -> list[dict[str, Any]]:
         for _ in range(epochs):
             manual_epoch()
 
-    times = timed({"fit": lambda: clf.fit(tiles, y), "loop": loop}, repeat)
+    times = compare(
+        {"fit": lambda: clf.fit(tiles, y), "loop": loop}, repeat=repeat, warmup=0, sync=sync
+    )
     rows = [
         make_row(
             f"CUDA: HybridCNNLSTMClassifier({backbone}).fit per epoch",
@@ -154,9 +132,11 @@ def measure(device: str) -> list[dict[str, Any]]:
         return np.concatenate(out)
 
     agree = float(np.abs(clf.predict_proba(tiles) - manual_predict()).max())
-    times = timed(
+    times = compare(
         {"predict": lambda: clf.predict_proba(tiles), "loop": manual_predict},
-        scale(3, 2, 1),
+        repeat=scale(3, 2, 1),
+        warmup=0,
+        sync=sync,
     )
     rows.append(
         make_row(
@@ -173,12 +153,13 @@ def measure(device: str) -> list[dict[str, Any]]:
     if cuda:
         pinned = torch.from_numpy(tiles[:batch]).pin_memory()
         pageable = torch.from_numpy(tiles[:batch].astype(np.float32))
-        times = timed(
+        times = compare(
             {
                 "uint8": lambda: pinned.to(device, non_blocking=True),
                 "float": lambda: pageable.to(device),
             },
-            10,
+            repeat=10,
+            sync=sync,
         )
         rows.append(
             make_row(

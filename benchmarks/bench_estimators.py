@@ -91,27 +91,25 @@ def _manual_predict(
     return np.concatenate(out)
 
 
-def _plain_fp32(torch: Any, module: Any, *, channels_last: bool = False) -> Any:
+def _plain_fp32(torch: Any, module: Any) -> Any:
     """A copy of ``module`` that runs its backbone on NCHW input, as a plain loop would.
 
     The models turn uint8 NHWC batches into channels_last float tensors (a free permute),
     and a convolution follows the layout of its input: feeding them as they are would run
     the whole backbone in channels_last. The plain reference makes the input contiguous
-    NCHW first (and keeps the weights NCHW); ``channels_last=True`` keeps both in
-    channels_last, for the fp32 channels_last row.
+    NCHW first and keeps the weights NCHW.
     """
     plain = copy.deepcopy(module)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
 
-    class _Layout(torch.nn.Module):
+    class _NCHWInput(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
             super().__init__()
-            self.inner = inner.to(memory_format=layout)
+            self.inner = inner.to(memory_format=torch.contiguous_format)
 
         def forward(self, x: Any) -> Any:
-            return self.inner(x.contiguous(memory_format=layout))
+            return self.inner(x.contiguous())
 
-    plain.backbone = _Layout(plain.backbone)
+    plain.backbone = _NCHWInput(plain.backbone)
     return plain
 
 
@@ -185,8 +183,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
         reference = _manual_predict(torch, module, tiles[:batch], batch)
         agree = float(np.abs(proba - reference).max())
         estimator.predict_proba(tiles[: 2 * batch])  # warm-up
-        est_pred = _timed(lambda est=estimator: est.predict_proba(tiles), repeat)
-        man_pred = _timed(lambda m=module: _manual_predict(torch, m, tiles, batch), repeat)
+        times = compare(
+            {
+                "estimator": lambda est=estimator: est.predict_proba(tiles),
+                "loop": lambda m=module: _manual_predict(torch, m, tiles, batch),
+            },
+            repeat=repeat,
+            warmup=0,
+        )
+        est_pred, man_pred = times["estimator"], times["loop"]
         rows.append(
             make_row(
                 f"overhead: {name}.predict_proba",
@@ -208,15 +213,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
     default_precision = resolve_precision("auto", "cpu")
     module = estimator.module_
     plain = _plain_fp32(torch, module)
-    plain_cl = _plain_fp32(torch, module, channels_last=True)
     _plain_predict(torch, plain, tiles[:batch], batch)
-    _plain_predict(torch, plain_cl, tiles[:batch], batch)
     _manual_predict(torch, module, tiles[:batch], batch, bf16=True)
     estimator.predict_proba(tiles[:batch])
     times = compare(
         {
             "plain": lambda: _plain_predict(torch, plain, tiles, batch),
-            "channels_last": lambda: _plain_predict(torch, plain_cl, tiles, batch),
+            # the same loop on the module as the estimators keep it: channels_last, fp32
+            "channels_last": lambda: _plain_predict(torch, module, tiles, batch),
             "estimator": lambda: estimator.predict_proba(tiles),
             "bf16 loop": lambda: _manual_predict(torch, module, tiles, batch, bf16=True),
         },
@@ -297,8 +301,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         ).fit(tiles[:batch], y[:batch])
     for name, est in fitted_bags.items():
         est.predict_proba(bags[:2])  # warm-up
-        row_rows = _bag_rows(torch, est, bags, flat, batch, repeat)
-        rows += [dict(row, name=row["name"].format(name=name)) for row in row_rows]
+        rows += _bag_rows(torch, name, est, bags, flat, batch, repeat)
 
     # (d) phase 1: frozen-backbone epochs with the feature cache (the default) against the
     # same epochs recomputing the backbone (cache_features=False). Steady-state epochs are
@@ -333,7 +336,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 def _bag_rows(
-    torch: Any, estimator: Any, bags: np.ndarray, flat: np.ndarray, batch: int, repeat: int
+    torch: Any,
+    name: str,
+    estimator: Any,
+    bags: np.ndarray,
+    flat: np.ndarray,
+    batch: int,
+    repeat: int,
 ) -> list[dict[str, Any]]:
     """Bag prediction against the backbone alone and against the whole module's forward."""
     module = estimator.module_
@@ -356,7 +365,7 @@ def _bag_rows(
     )
     bag_time, backbone_time, module_time = times["bags"], times["backbone"], times["module"]
     n_bags = len(bags)
-    title = f"bags: {{name}}.predict_proba on {n_bags} bags of 9 tiles"
+    title = f"bags: {name}.predict_proba on {n_bags} bags of 9 tiles"
     return [
         make_row(
             title,
