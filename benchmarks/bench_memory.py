@@ -175,6 +175,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+#: (key in the measurement, estimator method) of the two steps measured.
+_ESTIMATOR_STEPS = (("fit", "fit"), ("predict", "predict_proba"))
+
+
 def _estimator_rows() -> list[dict[str, Any]]:
     """Extra peak of ``fit`` / ``predict_proba`` per data size, and how it grows with the data.
 
@@ -203,7 +207,7 @@ def _estimator_rows() -> list[dict[str, Any]]:
         r = measured[n] = run_python(_ESTIMATOR_CODE.format(n=n), env=env)
         data = r["data"] / 1e6
         setting = f"{n} bags of 9 tiles 224x224 ({data:.0f} MB uint8), tiny backbone"
-        for step, method in (("fit", "fit"), ("predict", "predict_proba")):
+        for step, method in _ESTIMATOR_STEPS:
             extra = r[step] / 1e6
             rows.append(
                 make_row(
@@ -218,7 +222,7 @@ def _estimator_rows() -> list[dict[str, Any]]:
     if len(sizes) > 1:
         small, large = measured[sizes[0]], measured[sizes[-1]]
         growth = f"{sizes[-1]} vs {sizes[0]} bags ({sizes[-1] / sizes[0]:.0f}x the data)"
-        for step, method in (("fit", "fit"), ("predict", "predict_proba")):
+        for step, method in _ESTIMATOR_STEPS:
             rows.append(
                 make_row(
                     f"memory: CNNClassifier.{method} extra peak as the data grows",
