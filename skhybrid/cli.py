@@ -409,6 +409,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .class_roles import roles_of
     from .model_io import load_model
     from .overlay import save_tile_overlay
 
@@ -423,7 +424,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
     bags = tiler.transform([str(p) for p in args.images])
     classes = np.asarray(classifier.classes_)
-    positive = list(classes).index("malignant") if "malignant" in classes else len(classes) - 1
+    positive = roles_of(classifier).positive_index
     image_proba = classifier.predict_proba(bags)
     tile_proba = classifier.predict_proba_tiles(bags)[..., positive]
     rows, cols = tiler.grid

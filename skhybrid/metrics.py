@@ -29,6 +29,8 @@ from sklearn.metrics import accuracy_score, make_scorer, roc_auc_score
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
+from .class_roles import positive_label
+
 __all__ = [
     "SCORERS",
     "BinaryReport",
@@ -46,7 +48,6 @@ __all__ = [
 
 #: Label treated as positive by default when labels are strings.
 DEFAULT_POS_LABEL = "malignant"
-_DEFAULT_NEG_LABEL = "benign"
 
 _REPORT_COLUMNS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
 _REPORT_HEADERS = ("Accuracy", "Sensitivity", "Specificity", "Precision", "F1", "AUC")
@@ -80,32 +81,9 @@ def _check_same_length(**arrays: Any) -> None:
         raise ValueError(f"Inputs have different lengths ({detail}).")
 
 
-def _infer_pos_label(labels: np.ndarray) -> Any:
-    values = labels.tolist()
-    if DEFAULT_POS_LABEL in values or values == [_DEFAULT_NEG_LABEL]:
-        return DEFAULT_POS_LABEL
-    if labels.dtype.kind in "biuf":
-        return 1
-    raise ValueError(
-        f"Cannot infer the positive class from labels {values!r}; pass pos_label "
-        f"(for example pos_label={values[-1]!r})."
-    )
-
-
 def _resolve_pos_label(labels: np.ndarray, pos_label: Any) -> Any:
-    if len(labels) > 2:
-        raise ValueError(
-            f"Only binary problems are supported; got {len(labels)} labels: {labels.tolist()!r}."
-        )
-    if pos_label is None:
-        pos_label = _infer_pos_label(labels)
-    # A missing positive class is fine when only one label is present (e.g. a fold
-    # with benign patients only); with two labels it is surely a typo.
-    if len(labels) == 2 and pos_label not in labels.tolist():
-        raise ValueError(
-            f"pos_label={pos_label!r} is not a valid label; labels are {labels.tolist()!r}."
-        )
-    return pos_label
+    # One rule for the class roles of the whole library (skhybrid.class_roles).
+    return positive_label(labels, pos_label)
 
 
 def _check_binary_targets(

@@ -30,6 +30,7 @@ from sklearn.utils.validation import (
     has_fit_parameter,
 )
 
+from .class_roles import resolve_class_roles
 from .tiling import flatten_bags, unflatten_tiles
 
 __all__ = ["SelfLearningRelabeler", "relabel_positive_tiles"]
@@ -244,8 +245,9 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         positive class: use a class-balanced estimator (e.g.
         ``LogisticRegression(class_weight="balanced")``) or a lower threshold.
     negative_class : label, default=None
-        The class whose images contain only negative tiles. ``None`` means ``"benign"`` if it is
-        a class, else ``0`` for numeric labels, else an error asks for it.
+        The class whose images contain only negative tiles. ``None`` infers it with
+        :func:`skhybrid.class_roles.resolve_class_roles` (``"benign"``/``"normal"``/``"B"``,
+        else the smallest numeric class), else an error asks for it.
     min_positive_tiles : int, default=1
         Tiles of its own label that every positive image keeps (at least one malignant tile
         per malignant image); also the ``k`` of the image-level aggregation.
@@ -400,22 +402,7 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             )
 
     def _resolve_negative_class(self, classes: np.ndarray) -> Any:
-        if self.negative_class is not None:
-            if not (classes == self.negative_class).any():
-                raise ValueError(
-                    f"negative_class={self.negative_class!r} is not one of the classes "
-                    f"{classes.tolist()}."
-                )
-            return classes[classes == self.negative_class][0]
-        if (classes == "benign").any() if classes.dtype.kind in "OUS" else False:
-            return classes[classes == "benign"][0]
-        if classes.dtype.kind in "iubf" and (classes == 0).any():
-            return classes[classes == 0][0]
-        raise ValueError(
-            f"Cannot tell which class is negative among {classes.tolist()}: there is no "
-            "'benign' and no 0. Pass negative_class= (the class whose images hold only "
-            "negative tiles)."
-        )
+        return resolve_class_roles(classes, negative_class=self.negative_class).negative
 
     def _check_targets(self, y: Any, n_images: int) -> np.ndarray:
         if y is None:

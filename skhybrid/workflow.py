@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from .class_roles import roles_of
 from .metrics import BinaryReport, binary_report, patient_score
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
 from .tiling import SubImageTiler, flatten_bags
@@ -222,10 +223,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _positive_column(estimator: Any) -> int:
-    classes = list(estimator.classes_)
-    if POSITIVE not in classes:
-        raise ValueError(f"Classifier classes {classes} lack {POSITIVE!r}.")
-    return classes.index(POSITIVE)
+    return roles_of(estimator).positive_index
 
 
 def score_images(

@@ -9,7 +9,9 @@ __all__ = ["AGGREGATIONS", "aggregate_proba"]
 AGGREGATIONS = ("mean", "max", "vote", "mil")
 
 
-def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
+def aggregate_proba(
+    tile_proba: np.ndarray, aggregation: str, *, negative_index: int = 0
+) -> np.ndarray:
     """Aggregate per-tile class probabilities of each image; every output row sums to 1.
 
     Parameters
@@ -25,12 +27,16 @@ def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
         between classes again going to the first.
 
         ``"mil"``: the multiple-instance rule that self-learning assumes (an image is
-        positive as soon as one of its tiles is): the first class (``classes_[0]``, e.g.
-        ``"benign"`` or 0) is the negative one, and ``P(negative) = min_t p_t(negative)``; with
+        positive as soon as one of its tiles is): the class in column ``negative_index`` is the
+        negative one (resolved by :func:`skhybrid.class_roles.resolve_class_roles`), and
+        ``P(negative) = min_t p_t(negative)``; with
         two classes ``P(positive) = max_t p_t(positive)``. With more classes the positive mass
         ``1 - P(negative)`` is shared in proportion to each class's largest tile probability.
         After self-learning, tiles of benign tissue in a malignant image are (correctly) called
         benign, so the mean under-calls such images; this rule does not.
+
+    negative_index : int, default=0
+        Column of the negative class, used by ``"mil"`` only.
 
     Returns
     -------
@@ -48,9 +54,13 @@ def aggregate_proba(tile_proba: np.ndarray, aggregation: str) -> np.ndarray:
         np.add.at(counts, (np.repeat(np.arange(n), n_tiles), winners.ravel()), 1.0)
         return counts / n_tiles
     if aggregation == "mil":
-        negative = tile_proba[:, :, 0].min(axis=1)
-        peak = tile_proba[:, :, 1:].max(axis=1)
+        positive = np.arange(tile_proba.shape[2]) != negative_index
+        negative = tile_proba[:, :, negative_index].min(axis=1)
+        peak = tile_proba[:, :, positive].max(axis=1)
         total = peak.sum(axis=1, keepdims=True)
         share = np.divide(peak, total, out=np.full_like(peak, 1.0 / peak.shape[1]), where=total > 0)
-        return np.concatenate([negative[:, None], (1.0 - negative)[:, None] * share], axis=1)
+        out = np.empty(tile_proba.shape[::2])
+        out[:, negative_index] = negative
+        out[:, positive] = (1.0 - negative)[:, None] * share
+        return out
     raise ValueError(f"Unknown aggregation {aggregation!r}; valid are {list(AGGREGATIONS)}.")

@@ -28,6 +28,7 @@ from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import Subset
 
+from ..class_roles import resolve_class_roles
 from ..nn import available_backbones
 from ..nn.augment import random_dihedral
 from ..tiling import unflatten_tiles
@@ -448,7 +449,14 @@ class TileNetClassifier(NeuralNetClassifier):
         proba = self._tile_proba(tiles)
         if n_tiles is None:
             return proba
-        return aggregate_proba(unflatten_tiles(proba, n_tiles), self.aggregation)
+        negative_index = 0
+        if self.aggregation == "mil":
+            negative_index = resolve_class_roles(
+                self.classes_, negative_class=getattr(self, "negative_class", None)
+            ).negative_index
+        return aggregate_proba(
+            unflatten_tiles(proba, n_tiles), self.aggregation, negative_index=negative_index
+        )
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels from ``classes_``: the most probable class of each image (or tile)."""
