@@ -354,9 +354,11 @@ def test_string_labels_and_explicit_negative_class(histology):
 
 @pytest.mark.parametrize(
     ("labels", "match"),
-    [(np.array([1, 2]), "negative_class="), (np.array(["a", "b"]), "negative_class=")],
+    [(np.array(["a", "b"]), "negative_class="), (np.array(["x1", "x2"]), "negative_class=")],
 )
 def test_negative_class_must_be_given_when_ambiguous(histology, labels, match):
+    # Numbers follow scikit-learn's convention ({1, 2}: 1 is negative); only unknown names
+    # are ambiguous (skhybrid.class_roles).
     y = labels[histology.target]
     with pytest.raises(ValueError, match=match):
         SelfLearningRelabeler(_linear()).fit(histology.features, y)
