@@ -7,10 +7,10 @@ the metrics and scorers (``pos_label``), the self-learning rule (``negative_clas
 1. an explicit ``negative_class`` (the parameter of :class:`~skhybrid.SelfLearningRelabeler`
    and of the classifiers) or ``pos_label`` (the metrics' parameter) decides;
 2. otherwise the class names decide: exactly one class named like benign tissue
-   (``"benign"``, ``"normal"``, ``"negative"``, ``"healthy"``, ``"B"``, ``"N"``, any case) is
-   negative; or, with two classes, exactly one named like a tumour (``"malignant"``,
-   ``"tumor"``, ``"tumour"``, ``"cancer"``, ``"positive"``, ``"abnormal"``, ``"M"``, ``"T"``)
-   is positive and the other negative;
+   (``"benign"``, ``"normal"``, ``"negative"``, ``"healthy"``, any case) is negative; or, with
+   two classes, exactly one named like a tumour (``"malignant"``, ``"tumor"``, ``"tumour"``,
+   ``"cancer"``, ``"positive"``, ``"abnormal"``) is positive and the other negative; the
+   one-letter pairs ``{"B", "M"}`` and ``{"N", "T"}`` count too;
 3. otherwise numbers and booleans follow scikit-learn's binary convention: the smallest class
    (``classes_[0]``: 0, -1, 1 of ``{1, 2}``, False) is negative, the largest positive;
 4. anything else (two unknown strings) raises a ``ValueError`` that asks for the parameter.
@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 #: Class names (compared case-insensitively) that mean "benign tissue": the negative class.
-NEGATIVE_NAMES = frozenset({"benign", "normal", "negative", "healthy", "b", "n"})
+NEGATIVE_NAMES = frozenset({"benign", "normal", "negative", "healthy"})
 #: Class names (compared case-insensitively) that mean "tumour": the positive class.
-POSITIVE_NAMES = frozenset(
-    {"malignant", "tumor", "tumour", "cancer", "positive", "abnormal", "m", "t"}
-)
+POSITIVE_NAMES = frozenset({"malignant", "tumor", "tumour", "cancer", "positive", "abnormal"})
+#: One-letter codes, recognised only as a pair (``{"B", "M"}``): (negative, positive).
+LETTER_PAIRS = (("b", "m"), ("n", "t"))
 # For a label set holding one class only (a fold of benign patients): its counterpart.
 _COUNTERPARTS = {
     "benign": "malignant",
@@ -102,7 +102,15 @@ def _is_numeric(classes: np.ndarray) -> bool:
 
 
 def _named(classes: np.ndarray, names: frozenset[str]) -> list[Any]:
-    return [c for c in classes.tolist() if isinstance(c, str) and c.lower() in names]
+    found = [c for c in classes.tolist() if isinstance(c, str) and c.lower() in names]
+    if found or len(classes) != 2:
+        return found
+    lowered = [str(c).lower() for c in classes.tolist()]
+    for pair in LETTER_PAIRS:
+        if sorted(lowered) == sorted(pair):
+            side = 0 if names is NEGATIVE_NAMES else 1
+            return [c for c in classes.tolist() if str(c).lower() == pair[side]]
+    return found
 
 
 def _as_classes(classes: Any) -> np.ndarray:
@@ -219,7 +227,7 @@ def positive_label(labels: Any, pos_label: Any = None) -> Any:
     if isinstance(label, str):
         if label.lower() in POSITIVE_NAMES:
             return label
-        if label.lower() in NEGATIVE_NAMES:
+        if label.lower() in NEGATIVE_NAMES or label.lower() in ("b", "n"):
             counterpart = _COUNTERPARTS[label.lower()]
             return counterpart.upper() if label.isupper() else counterpart
         raise ValueError(
