@@ -225,7 +225,7 @@ def positive_label(labels: Any, pos_label: Any = None) -> Any:
         return pos_label
     (label,) = labels.tolist()
     if isinstance(label, str):
-        if label.lower() in POSITIVE_NAMES:
+        if label.lower() in POSITIVE_NAMES or label.lower() in ("m", "t"):
             return label
         if label.lower() in NEGATIVE_NAMES or label.lower() in ("b", "n"):
             counterpart = _COUNTERPARTS[label.lower()]

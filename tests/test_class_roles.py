@@ -67,7 +67,7 @@ def test_subtypes_have_a_negative_class_only():
 
 @pytest.mark.parametrize(
     ("labels", "expected"),
-    [(["benign"], "malignant"), (["malignant"], "malignant"), (["B"], "M"), ([0], 1),
+    [(["benign"], "malignant"), (["malignant"], "malignant"), (["B"], "M"), (["M"], "M"), ([0], 1),
      ([False], True), ([0, 1], 1), ([1, 2], 2), (["malignant", "normal"], "malignant")],
 )  # fmt: skip
 def test_positive_label_of_one_or_two_labels(labels, expected):
