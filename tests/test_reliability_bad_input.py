@@ -764,24 +764,12 @@ CASES: list[Case] = [
     ),
 ]
 
-# Bugs found by this suite and not fixed yet: (entry, what) -> reason (strict xfail, so a fix
-# turns the entry into a failure to remove). See docs/reliability.md.
-KNOWN_BUGS: dict[tuple[str, str], str] = {}
-
 
 def _case_id(case: Case) -> str:
     return f"{case.entry}-{case.what}".replace(" ", "_")
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, id=_case_id(case), marks=pytest.mark.xfail(
-            strict=True, reason=KNOWN_BUGS[case.entry, case.what]))
-        if (case.entry, case.what) in KNOWN_BUGS else pytest.param(case, id=_case_id(case))
-        for case in CASES
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("case", [pytest.param(case, id=_case_id(case)) for case in CASES])
 def test_bad_input_gives_clear_error(case: Case, ctx: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -893,18 +881,11 @@ CLI_CASES = [
         r"--test-size must be in \(0, 0.5\]",
     ),
 ]
-CLI_KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
-    ("name", "argv", "match"),
-    [
-        pytest.param(*case, id=case[0], marks=pytest.mark.xfail(
-            strict=True, raises=OSError, reason=CLI_KNOWN_BUGS[case[0]]))
-        if case[0] in CLI_KNOWN_BUGS else pytest.param(*case, id=case[0])
-        for case in CLI_CASES
-    ],
-)  # fmt: skip
+    ("name", "argv", "match"), [pytest.param(*case, id=case[0]) for case in CLI_CASES]
+)
 def test_cli_reports_one_line_and_exit_code_2(
     name: str, argv: Any, match: str, ctx: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
