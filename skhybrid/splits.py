@@ -1,7 +1,7 @@
 """Evaluation protocols: honest patient-wise splits, and the paper's leaky tile split.
 
 On BreakHis the images of one patient (slide) share stain, scanner session and tissue, so a
-model evaluated on images of patients it was trained on looks far better than it is (DESIGN.md
+model evaluated on images of patients it was trained on looks far better than it is (docs/design.md
 measured ROC AUC 0.904 patient-wise against 0.994 with a random split of images). The paper's
 99.76% comes from a random split of *tiles*, which even puts tiles of the same image on both
 sides. skhybrid therefore splits by patient unless told otherwise.
