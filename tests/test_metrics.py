@@ -570,6 +570,12 @@ def test_roc_curve_points_are_sklearns(scores):
     reversed_proba = np.column_stack([s, 1 - s])
     again = plot_roc_curve(y, reversed_proba, classes=[M, B])
     np.testing.assert_array_equal(again.tpr, tpr)
+    # A second curve on the same axes: the (same) diagonal is not drawn again.
+    assert again.chance_level_ is not None
+    second = plot_roc_curve(y[:40], s[:40], ax=again.ax_, label="tiles")
+    assert second.chance_level_ is None
+    diagonals = [line for line in again.ax_.lines if list(line.get_xdata()) == [0, 1]]
+    assert len(diagonals) == 1
 
 
 def test_precision_recall_chance_line_per_curve(scores):
@@ -687,3 +693,13 @@ def test_names_of_the_former_module_still_import():
     assert metrics.DEFAULT_POS_LABEL == "malignant"
     assert metrics._REPORT_COLUMNS == ("accuracy", "sensitivity", "specificity", "precision",
                                        "f1", "auc")  # fmt: skip
+
+
+def test_scorers_in_worker_processes(cv_data):
+    # n_jobs=2 pickles the scorers (functions wrapped by validate_params) into loky workers.
+    X, y, groups = cv_data
+    kw = {"groups": groups, "cv": GroupKFold(3), "scoring": get_scorers(0)}
+    serial = cross_validate(LogisticRegression(), X, y, n_jobs=1, **kw)
+    parallel = cross_validate(LogisticRegression(), X, y, n_jobs=2, **kw)
+    for key in ("test_sensitivity", "test_specificity", "test_f1", "test_roc_auc"):
+        np.testing.assert_array_equal(serial[key], parallel[key], err_msg=key)

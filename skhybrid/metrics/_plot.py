@@ -33,7 +33,7 @@ _CHANCE_GID = "skhybrid-chance"
 
 
 class _FigureAttributes:
-    """Until skhybrid 0.2 the plots returned the ``Figure``: forward its attributes.
+    """In skhybrid 0.1 the plots returned the ``Figure``: forward its attributes.
 
     ``plot_roc_curve(...).savefig(...)`` and ``.axes[0]`` keep working, with a
     ``FutureWarning`` that points to ``.figure_`` and ``.ax_``.
@@ -210,8 +210,8 @@ def plot_roc_curve(
     -------
     sklearn.metrics.RocCurveDisplay or CurveDisplays
         The display (``.fpr``, ``.tpr``, ``.roc_auc``, ``.ax_``, ``.figure_``); for a dict
-        ``y_score``, a dict of them by name. The Figure's own attributes (returned before
-        skhybrid 0.2) still work through it, with a ``FutureWarning``.
+        ``y_score``, a dict of them by name. The Figure's own attributes (returned in
+        skhybrid 0.1) still work through it, with a ``FutureWarning``.
     """
     y_true, pos_label, curves = _curves(y_true, y_score, pos_label, classes, label)
     ax = _new_axes(ax)
@@ -254,8 +254,8 @@ def plot_precision_recall_curve(
     sklearn.metrics.PrecisionRecallDisplay or CurveDisplays
         The display (``.precision``, ``.recall``, ``.average_precision``,
         ``.prevalence_pos_label``, ``.chance_level_``, ``.ax_``, ``.figure_``); for a dict
-        ``y_score``, a dict of them by name. The Figure's own attributes (returned before
-        skhybrid 0.2) still work through it, with a ``FutureWarning``.
+        ``y_score``, a dict of them by name. The Figure's own attributes (returned in
+        skhybrid 0.1) still work through it, with a ``FutureWarning``.
     """
     y_true, pos_label, curves = _curves(y_true, y_score, pos_label, classes, label)
     ax = _new_axes(ax)
@@ -327,7 +327,7 @@ def plot_confusion_matrix(
     -------
     sklearn.metrics.ConfusionMatrixDisplay
         The display (``.confusion_matrix``, ``.text_``, ``.ax_``, ``.figure_``). The
-        Figure's own attributes (returned before skhybrid 0.2) still work through it, with
+        Figure's own attributes (returned in skhybrid 0.1) still work through it, with
         a ``FutureWarning``.
     """
     y_true, y_pred, pos_label = _check_binary_targets(y_true, y_pred, pos_label)
