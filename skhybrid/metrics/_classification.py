@@ -53,7 +53,7 @@ _RATES: dict[str, Callable[..., float]] = {
     "f1": lambda t, p, zd: f1_score(t, p, pos_label=_POSITIVE, zero_division=zd),
 }
 
-_LABELS = {"y_true": ["array-like"], "y_pred": ["array-like"], "pos_label": "no_validation"}
+_LABEL_PARAMS = {"y_true": ["array-like"], "y_pred": ["array-like"], "pos_label": "no_validation"}
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _binary_table(y_true: Any, y_pred: Any, pos_label: Any) -> _BinaryTable:
 # --------------------------------------------------------------------------- scores
 
 
-@validate_params(_LABELS, prefer_skip_nested_validation=True)
+@validate_params(_LABEL_PARAMS, prefer_skip_nested_validation=True)
 def confusion_counts(
     y_true: Any, y_pred: Any, *, pos_label: Any = None
 ) -> tuple[int, int, int, int]:
@@ -125,7 +125,9 @@ def confusion_counts(
     return table.tn, table.fp, table.fn, table.tp
 
 
-@validate_params({**_LABELS, "zero_division": ZERO_DIVISION}, prefer_skip_nested_validation=True)
+@validate_params(
+    {**_LABEL_PARAMS, "zero_division": ZERO_DIVISION}, prefer_skip_nested_validation=True
+)
 def sensitivity_score(
     y_true: Any, y_pred: Any, *, pos_label: Any = None, zero_division: Any = "warn"
 ) -> float:
@@ -164,7 +166,9 @@ def sensitivity_score(
     return _binary_table(y_true, y_pred, pos_label).rate("sensitivity", zero_division)
 
 
-@validate_params({**_LABELS, "zero_division": ZERO_DIVISION}, prefer_skip_nested_validation=True)
+@validate_params(
+    {**_LABEL_PARAMS, "zero_division": ZERO_DIVISION}, prefer_skip_nested_validation=True
+)
 def specificity_score(
     y_true: Any, y_pred: Any, *, pos_label: Any = None, zero_division: Any = "warn"
 ) -> float:
@@ -269,7 +273,7 @@ def _percent(value: float, digits: int) -> str:
 
 
 @validate_params(
-    {**_LABELS, "y_score": ["array-like", None], "zero_division": ZERO_DIVISION},
+    {**_LABEL_PARAMS, "y_score": ["array-like", None], "zero_division": ZERO_DIVISION},
     prefer_skip_nested_validation=True,
 )
 def binary_report(
