@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import csv
 import doctest
+import importlib
 import io
 import math
 import pickle
@@ -127,16 +128,27 @@ def test_matches_sklearn(pairs, zero_division, pos_label):
         assert ours == pytest.approx(theirs, nan_ok=True)
 
 
+def _sklearn_warnings(func, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        func(*args, **kwargs)
+    return [(w.category, str(w.message)) for w in caught]
+
+
 def test_single_class_zero_division():
     y = [M, M, M]
-    # No benign sample: specificity is undefined.
-    with pytest.warns(UndefinedMetricWarning, match="Specificity"):
+    # No benign sample: specificity is undefined. The warning is scikit-learn's own, the one
+    # recall_score gives for the (absent) negative class.
+    with pytest.warns(UndefinedMetricWarning, match="Recall is ill-defined"):
         assert specificity_score(y, y) == 0.0
+    assert _sklearn_warnings(specificity_score, y, y) == _sklearn_warnings(
+        recall_score, [True] * 3, [True] * 3, pos_label=False
+    )
     assert math.isnan(specificity_score(y, y, zero_division=np.nan))
     assert specificity_score(y, y, zero_division=1.0) == 1.0
     assert sensitivity_score(y, y) == 1.0
     # Benign only: 'malignant' is still inferred as positive, sensitivity undefined.
-    with pytest.warns(UndefinedMetricWarning, match="Sensitivity"):
+    with pytest.warns(UndefinedMetricWarning, match="Recall is ill-defined"):
         assert sensitivity_score([B, B], [B, M]) == 0.0
     assert math.isnan(sensitivity_score([B, B], [B, M], zero_division=np.nan))
     assert specificity_score([B, B], [B, M]) == 0.5
@@ -152,8 +164,20 @@ def test_no_warning_when_defined():
 
 @pytest.mark.parametrize("zero_division", ["nan", 0.5, None, -1])
 def test_bad_zero_division(zero_division):
+    for func in (sensitivity_score, specificity_score, binary_report):
+        with pytest.raises(ValueError, match="zero_division"):
+            func([0, 1], [0, 1], zero_division=zero_division)
     with pytest.raises(ValueError, match="zero_division"):
-        sensitivity_score([0, 1], [0, 1], zero_division=zero_division)
+        get_scorers(zero_division=zero_division)
+
+
+def test_precision_and_f1_warnings_are_sklearns():
+    # Nothing predicted positive: precision is undefined, F1 is not (one positive in y_true).
+    y_true, y_pred = [B, M], [B, B]
+    ours = _sklearn_warnings(binary_report, y_true, y_pred)
+    theirs = _sklearn_warnings(precision_score, [0, 1], [0, 0])
+    assert ours == theirs
+    assert "Precision is ill-defined" in theirs[0][1]
 
 
 # --------------------------------------------------------------------------- pos_label
@@ -477,15 +501,23 @@ def scores():
 def test_plots_write_png(tmp_path, scores):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     y, s = scores
-    figs = [
+    displays = [
         plot_roc_curve(y, s, tmp_path / "roc.png", label="image"),
         plot_precision_recall_curve(y, s, tmp_path / "pr.png"),
         plot_confusion_matrix(y, np.where(s > 0.5, M, B), tmp_path / "cm.png"),
         plot_confusion_matrix(y, np.where(s > 0.5, M, B), tmp_path / "cmn.png", normalize="true"),
     ]
-    assert all(isinstance(f, Figure) for f in figs)
+    kinds = [
+        RocCurveDisplay,
+        PrecisionRecallDisplay,
+        ConfusionMatrixDisplay,
+        ConfusionMatrixDisplay,
+    ]
+    assert all(isinstance(d, kind) for d, kind in zip(displays, kinds))
+    assert all(isinstance(d.figure_, Figure) and d.ax_.figure is d.figure_ for d in displays)
     for name in ("roc.png", "pr.png", "cm.png", "cmn.png"):
         _assert_png(tmp_path / name)
 
@@ -493,22 +525,96 @@ def test_plots_write_png(tmp_path, scores):
 def test_plots_several_curves(tmp_path, scores):
     pytest.importorskip("matplotlib")
     y, s = scores
-    fig = plot_roc_curve(y, {"tiles": s, "images": 1 - s}, tmp_path / "two.png")
-    ax = fig.axes[0]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    displays = plot_roc_curve(y, {"tiles": s, "images": 1 - s}, tmp_path / "two.png")
+    assert list(displays) == ["tiles", "images"]
+    assert displays["tiles"].ax_ is displays["images"].ax_ is displays.ax_
+    legend = [t.get_text() for t in displays.ax_.get_legend().get_texts()]
     auc = roc_auc_score(y == M, s)
-    assert legend == [f"tiles (AUC = {auc:.3f})", f"images (AUC = {1 - auc:.3f})", "Chance"]
+    assert displays["tiles"].roc_auc == pytest.approx(auc)
+    assert legend == [
+        f"tiles (AUC = {auc:.2f})",
+        "Chance level (AUC = 0.5)",
+        f"images (AUC = {1 - auc:.2f})",
+    ]
     # Curves on different samples share axes through ax=.
-    fig2 = plot_precision_recall_curve(y, s, label="images")
-    same = plot_precision_recall_curve(y[:40], s[:40], ax=fig2.axes[0], label="tiles")
-    assert same is fig2
-    legend = [t.get_text() for t in fig2.axes[0].get_legend().get_texts()]
-    assert [t.split(" (")[0] for t in legend] == ["images", "Chance", "tiles"]
+    first = plot_precision_recall_curve(y, s, label="images")
+    second = plot_precision_recall_curve(y[:40], s[:40], ax=first.ax_, label="tiles")
+    assert second.figure_ is first.figure_
+    legend = [t.get_text() for t in first.ax_.get_legend().get_texts()]
+    assert [t.split(" (")[0] for t in legend] == [
+        "images",
+        "images chance level",
+        "tiles",
+        "tiles chance level",
+    ]
     # Confusion-matrix cells hold the counts, negative class first.
     cm = plot_confusion_matrix(Y_TRUE, Y_PRED)
-    cells = [t.get_text() for t in cm.axes[0].texts]
+    cells = [t.get_text() for t in cm.text_.ravel()]
     assert cells == ["3", "2", "1", "3"]
-    assert [t.get_text() for t in cm.axes[0].get_xticklabels()] == [B, M]
+    assert [t.get_text() for t in cm.ax_.get_xticklabels()] == [B, M]
+    np.testing.assert_array_equal(cm.confusion_matrix, [[3, 2], [1, 3]])
+
+
+def test_roc_curve_points_are_sklearns(scores):
+    pytest.importorskip("matplotlib")
+    from sklearn.metrics import roc_curve
+
+    y, s = scores
+    display = plot_roc_curve(y, s)
+    fpr, tpr, _ = roc_curve(y, s, pos_label=M)
+    np.testing.assert_array_equal(display.fpr, fpr)
+    np.testing.assert_array_equal(display.tpr, tpr)
+    np.testing.assert_array_equal(display.line_.get_xdata(), fpr)
+    np.testing.assert_array_equal(display.line_.get_ydata(), tpr)
+    # A predict_proba array with classes given in reverse order gives the same curve.
+    reversed_proba = np.column_stack([s, 1 - s])
+    again = plot_roc_curve(y, reversed_proba, classes=[M, B])
+    np.testing.assert_array_equal(again.tpr, tpr)
+    # A second curve on the same axes: the (same) diagonal is not drawn again.
+    assert again.chance_level_ is not None
+    second = plot_roc_curve(y[:40], s[:40], ax=again.ax_, label="tiles")
+    assert second.chance_level_ is None
+    diagonals = [line for line in again.ax_.lines if list(line.get_xdata()) == [0, 1]]
+    assert len(diagonals) == 1
+
+
+def test_precision_recall_chance_line_per_curve(scores):
+    pytest.importorskip("matplotlib")
+    y, s = scores
+    first = plot_precision_recall_curve(y, s, label="images")  # 30 of 60 malignant
+    tiles = slice(20, 60)  # 10 benign, 30 malignant: prevalence 0.75
+    second = plot_precision_recall_curve(y[tiles], s[tiles], ax=first.ax_, label="tiles")
+    assert second.prevalence_pos_label == pytest.approx(0.75)
+    # Each curve has a horizontal chance line at the prevalence of its own y_true.
+    horizontal = sorted(
+        float(line.get_ydata()[0])
+        for line in first.ax_.lines
+        if len(set(np.asarray(line.get_ydata(), float))) == 1
+    )
+    assert horizontal == pytest.approx([0.5, 0.75])
+    np.testing.assert_allclose(second.chance_level_.get_ydata(), 0.75)
+    # ... drawn in the colour of its curve.
+    assert second.chance_level_.get_color() == second.line_.get_color()
+    assert first.line_.get_color() != second.line_.get_color()
+
+
+def test_plots_return_displays_that_still_act_as_the_figure(tmp_path, scores):
+    """Before, the plots returned the Figure: its attributes still work, with a warning."""
+    pytest.importorskip("matplotlib")
+    y, s = scores
+    # workflow.py's call: one level at a time on shared axes, then saved.
+    fig = plot_roc_curve(y, s, pos_label=M, ax=None, label="image")
+    with pytest.warns(FutureWarning, match=r"\.figure_\.axes"):
+        ax = fig.axes[0]
+    assert ax is fig.ax_
+    fig = plot_roc_curve(y[:40], s[:40], pos_label=M, ax=ax, label="tile")
+    with pytest.warns(FutureWarning, match="savefig"):
+        fig.savefig(tmp_path / "levels.png")
+    _assert_png(tmp_path / "levels.png")
+    with pytest.warns(FutureWarning):
+        assert plot_roc_curve(y, {"a": s}).axes[0] is not None
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        fig.no_such_thing  # noqa: B018
 
 
 def test_plots_leave_pyplot_alone(scores):
@@ -516,6 +622,9 @@ def test_plots_leave_pyplot_alone(scores):
     y, s = scores
     before = plt.get_fignums()
     plot_roc_curve(y, s)
+    plot_roc_curve(y, {"a": s, "b": 1 - s})
+    plot_precision_recall_curve(y, s)
+    plot_confusion_matrix(y, np.where(s > 0.5, M, B))
     assert plt.get_fignums() == before
 
 
@@ -560,7 +669,37 @@ def test_plots_without_matplotlib(monkeypatch, plot):
 # --------------------------------------------------------------------------- docs
 
 
-def test_docstring_examples():
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", ["_classification", "_patient", "_scorer"])
+def test_docstring_examples(module):
+    result = doctest.testmod(
+        importlib.import_module(f"skhybrid.metrics.{module}"),
+        optionflags=doctest.NORMALIZE_WHITESPACE,
+    )
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_names_of_the_former_module_still_import():
+    """Every name of the single-file skhybrid.metrics is still importable from it."""
+    former = [
+        "SCORERS", "BinaryReport", "binary_report", "confusion_counts", "format_reports",
+        "get_scorers", "patient_score", "plot_confusion_matrix", "plot_precision_recall_curve",
+        "plot_roc_curve", "sensitivity_score", "specificity_score", "DEFAULT_POS_LABEL",
+        "_REPORT_COLUMNS", "_REPORT_HEADERS", "_COUNT_COLUMNS", "_precision_score", "_f1_score",
+        "_roc_auc_score", "_positive_scores", "_as_labels",
+    ]  # fmt: skip
+    assert [name for name in former if not hasattr(metrics, name)] == []
+    assert set(metrics.__all__) <= set(dir(metrics))
+    assert metrics.DEFAULT_POS_LABEL == "malignant"
+    assert metrics._REPORT_COLUMNS == ("accuracy", "sensitivity", "specificity", "precision",
+                                       "f1", "auc")  # fmt: skip
+
+
+def test_scorers_in_worker_processes(cv_data):
+    # n_jobs=2 pickles the scorers (functions wrapped by validate_params) into loky workers.
+    X, y, groups = cv_data
+    kw = {"groups": groups, "cv": GroupKFold(3), "scoring": get_scorers(0)}
+    serial = cross_validate(LogisticRegression(), X, y, n_jobs=1, **kw)
+    parallel = cross_validate(LogisticRegression(), X, y, n_jobs=2, **kw)
+    for key in ("test_sensitivity", "test_specificity", "test_f1", "test_roc_auc"):
+        np.testing.assert_array_equal(serial[key], parallel[key], err_msg=key)
