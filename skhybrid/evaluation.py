@@ -124,11 +124,13 @@ def _interval(
     values = np.asarray(values, dtype=float)
     defined = values[np.isfinite(values)]
     n_skipped = int(values.size - defined.size)
-    if n_skipped > MAX_SKIPPED_FRACTION * values.size:
+    # An undefined point estimate (e.g. precision of a model that never predicts positive)
+    # is already visible as nan; warn only when the interval silently loses resamples.
+    if math.isfinite(estimate) and n_skipped > MAX_SKIPPED_FRACTION * values.size:
         warnings.warn(
-            f"{what} was undefined in {n_skipped} of {values.size} patient resamples (e.g. "
-            "only one class drawn); the interval uses the others and is less reliable. Use "
-            "more patients.",
+            f"{what} was undefined in {n_skipped} of {values.size} patient resamples (a class "
+            "missing from the drawn patients, or never predicted); the interval uses the "
+            "others and is less reliable. Use more patients.",
             UserWarning,
             stacklevel=3,
         )

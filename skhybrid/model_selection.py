@@ -150,7 +150,7 @@ class RepeatedStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
             raise ValueError(f"y must be a binary or multiclass target; got {target!r}.")
         classes, y_idx = np.unique(y, return_inverse=True)
         _, group_idx = np.unique(groups, return_inverse=True)
-        for k, label in enumerate(classes):
+        for k, label in enumerate(classes.tolist()):
             n_groups = len(np.unique(group_idx[y_idx == k]))
             if n_groups < self.n_splits:
                 raise ValueError(
