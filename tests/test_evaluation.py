@@ -288,6 +288,7 @@ def test_to_dict_is_json_and_format_shows_intervals(cv_result) -> None:
     assert "Model - baseline (95 % CI)" in table
 
 
+@pytest.mark.filterwarnings("ignore:The groups parameter is ignored by ShuffleSplit")
 def test_cv_must_partition_the_samples() -> None:
     X, y, groups = grouped_features()
     with pytest.raises(ValueError, match="partition|out of every test fold"):
@@ -332,3 +333,13 @@ def test_paper_convention_reproduces_table6_row() -> None:
     assert (swapped["sensitivity_positive"], swapped["specificity_positive"]) == (99.81, 99.69)
     with pytest.raises(ValueError, match="average"):
         paper_convention_report(y, pred, average="micro")
+
+
+def test_verbose_shows_a_progress_bar_over_the_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    X, y, groups = grouped_features()
+    cv = RepeatedStratifiedGroupKFold(n_splits=2, n_repeats=1, random_state=0)
+    kwargs = {"cv": cv, "baseline": LogisticRegression(C=0.1), "n_resamples": 10}
+    cross_validate_patients(LogisticRegression(), X, y, groups, verbose=1, **kwargs)
+    assert "4/4" in capsys.readouterr().err  # 2 folds x (model + baseline)
+    cross_validate_patients(LogisticRegression(), X, y, groups, verbose=0, **kwargs)
+    assert capsys.readouterr().err == ""
