@@ -34,6 +34,7 @@ TESTED = {
     "metrics_and_scorers.py",
     "patient_cross_validation.py",
     "plot_synthetic_vs_breakhis.py",
+    "repeated_patient_cv.py",
     "reproduce_paper.py",
     "save_and_load_model.py",
     "self_learning_relabel.py",
@@ -130,6 +131,28 @@ def test_metrics_and_scorers(tmp_path: Path) -> None:
         assert all(50 < float(cell) <= 100 for cell in row[1:7])
         tp, fp, fn, tn, n = map(int, row[7:])
         assert tp + fp + fn + tn == n > 100
+
+
+def test_repeated_patient_cv(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    stdout = run_example(
+        "repeated_patient_cv.py",
+        *("--n-images", 48, "--n-patients", 12, "--n-splits", 3, "--n-repeats", 2),
+        *("--n-resamples", 100, "--json", out),
+        cwd=tmp_path,
+    )
+
+    assert "make_histology: 48 images, 12 patients" in stdout
+    header, rows = markdown_table(stdout, "| Metric |")
+    assert header[0] == "Metric" and header[-1] == "Model - baseline (95 % CI)"
+    assert [row[0] for row in rows][:2] == ["accuracy", "sensitivity"]
+    for row in rows:
+        for cell in (row[1], row[3], row[4]):  # model, baseline, difference: "m [low, high]"
+            estimate, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())
+            assert low <= estimate <= high
+    result = json.loads(out.read_text())
+    assert result["n_repeats"] == 2 and len(result["folds"]) == 6
+    assert all(len(row) == 48 for row in result["oof_proba"])
 
 
 def test_self_learning_relabel(tmp_path: Path) -> None:
