@@ -41,6 +41,13 @@ _EXPORTS = {
     "patient_split_indices": "splits",
     "random_tile_split_indices": "splits",
     "run_experiment": "workflow",
+    "RepeatedStratifiedGroupKFold": "model_selection",
+    "cross_validate_patients": "evaluation",
+    "patient_bootstrap_interval": "evaluation",
+    "paper_convention_report": "evaluation",
+    "Interval": "evaluation",
+    "PatientCVResult": "evaluation",
+    "resolve_class_roles": "class_roles",
     # persistence
     "save_model": "model_io",
     "load_model": "model_io",
@@ -53,19 +60,26 @@ __all__ = [
     "CNNFeatureExtractor",
     "ColorTextureFeatures",
     "HybridCNNLSTMClassifier",
+    "Interval",
+    "PatientCVResult",
+    "RepeatedStratifiedGroupKFold",
     "SelfLearningRelabeler",
     "SubImageTiler",
     "binary_report",
     "broadcast_bag_labels",
+    "cross_validate_patients",
     "flatten_bags",
     "format_reports",
     "get_scorers",
     "load_breakhis",
     "load_model",
     "make_histology",
+    "paper_convention_report",
+    "patient_bootstrap_interval",
     "patient_score",
     "patient_split_indices",
     "random_tile_split_indices",
+    "resolve_class_roles",
     "run_experiment",
     "save_model",
     "sensitivity_score",
@@ -88,8 +102,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from .class_roles import resolve_class_roles
     from .datasets import load_breakhis, make_histology
     from .estimators import CNNClassifier, CNNFeatureExtractor, HybridCNNLSTMClassifier
+    from .evaluation import (
+        Interval,
+        PatientCVResult,
+        cross_validate_patients,
+        paper_convention_report,
+        patient_bootstrap_interval,
+    )
     from .features import ColorTextureFeatures
     from .metrics import (
         SCORERS,
@@ -102,6 +124,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         specificity_score,
     )
     from .model_io import load_model, save_model
+    from .model_selection import RepeatedStratifiedGroupKFold
     from .self_learning import SelfLearningRelabeler
     from .splits import patient_split_indices, random_tile_split_indices
     from .tiling import SubImageTiler, broadcast_bag_labels, flatten_bags, unflatten_tiles
