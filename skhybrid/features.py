@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._images import check_bags, check_image_array
@@ -60,9 +61,12 @@ def hed_optical_density(tiles: np.ndarray) -> np.ndarray:
     return hed_from_optical_density(od)
 
 
-def _check_thresholds(values: Any) -> tuple[float, ...]:
-    if not isinstance(values, Sequence) or isinstance(values, str):
-        raise ValueError(f"dark_thresholds must be a sequence of numbers, got {values!r}.")
+def _check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
+    """The thresholds as floats; each must be a number in ``(0, 1)``.
+
+    ``_parameter_constraints`` checks that they come as a tuple or list; scikit-learn's
+    constraints cannot describe the elements, so this does.
+    """
     for value in values:
         if not isinstance(value, numbers.Real) or not 0 < value < 1:
             raise ValueError(f"dark_thresholds must lie in (0, 1), got {values!r}.")
@@ -134,17 +138,15 @@ class ColorTextureFeatures(TransformerMixin, BaseEstimator):
         self.n_bins = n_bins
         self.chunk_size = chunk_size
 
+    _parameter_constraints: ClassVar[dict] = {
+        "dark_thresholds": [tuple, list],
+        "n_bins": [Interval(numbers.Integral, 0, None, closed="left")],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
     def _check_params(self) -> tuple[tuple[float, ...], int, int]:
+        self._validate_params()
         thresholds = _check_thresholds(self.dark_thresholds)
-        for name in ("n_bins", "chunk_size"):
-            value = getattr(self, name)
-            minimum = 0 if name == "n_bins" else 1
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < minimum
-            ):
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
         return thresholds, int(self.n_bins), int(self.chunk_size)
 
     @staticmethod
