@@ -11,35 +11,32 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._images import check_bags, check_image_array
+from .stain_maths import (
+    LUMA,
+    RGB_FROM_HED,
+    hed_from_optical_density,
+    uint8_optical_density_table,
+)
 
 __all__ = ["RGB_FROM_HED", "ColorTextureFeatures", "hed_optical_density"]
 
-# Ruifrok & Johnston (2001) stain vectors: optical density of hematoxylin, eosin and DAB in
-# (R, G, B), the matrix scikit-image calls ``rgb_from_hed``. Rows are scaled to unit length as
-# in the original method, so a concentration of 1 means "one unit of optical density".
-_RUIFROK_STAINS = np.array(
-    [
-        [0.65, 0.70, 0.29],  # hematoxylin: nuclei, purple-blue
-        [0.07, 0.99, 0.11],  # eosin: cytoplasm and stroma, pink
-        [0.27, 0.57, 0.78],  # DAB, the third vector that makes the matrix invertible
-    ]
-)
-RGB_FROM_HED: np.ndarray = _RUIFROK_STAINS / np.linalg.norm(_RUIFROK_STAINS, axis=1, keepdims=True)
-_HED_FROM_RGB: np.ndarray = np.linalg.inv(RGB_FROM_HED)
-
-# ITU-R BT.601 luma weights: the usual grey level of an RGB image.
-_LUMA = np.array([0.299, 0.587, 0.114])
+# The optical density of each uint8 intensity, float32 as the features are.
+_OD_TABLE = uint8_optical_density_table().astype(np.float32)
+_OD_TABLE.setflags(write=False)
 
 
 def hed_optical_density(tiles: np.ndarray) -> np.ndarray:
-    """Separate uint8 RGB pixels into hematoxylin, eosin and DAB optical densities.
+    """Separate uint8 RGB pixels into hematoxylin, eosin and DAB concentrations.
+
+    Exactly :func:`skimage.color.rgb2hed` (to float32 rounding), computed in numpy.
 
     Parameters
     ----------
@@ -49,25 +46,27 @@ def hed_optical_density(tiles: np.ndarray) -> np.ndarray:
     Returns
     -------
     stains : ndarray of shape (..., 3), dtype float32
-        Stain concentrations in optical-density units, ``(H, E, DAB)``; 0 for white.
-        Negative values (colours no mix of the stains explains) are kept, not clipped, so that
-        means stay linear in the pixels.
+        ``(H, E, DAB)`` concentrations ``max(OD @ HED_FROM_RGB, 0)``: 0 for white, never
+        negative (colours no mix of the stains explains are clipped, as scikit-image does).
 
     Notes
     -----
-    Beer-Lambert: the optical density ``OD = -log10((I + 1) / 256)`` of a pixel is a
-    non-negative mix ``c @ RGB_FROM_HED`` of the stain vectors, so ``c = OD @ inv(RGB_FROM_HED)``.
-    The ``+ 1`` keeps black pixels finite.
+    Beer-Lambert: the optical density ``OD = log(max(I / 255, 1e-6)) / log(1e-6)`` of a pixel
+    (0 for white, 1 for black) is a mix ``c @ RGB_FROM_HED`` of the Ruifrok & Johnston stain
+    vectors, so ``c = OD @ inv(RGB_FROM_HED)``. The constants and the definition live in
+    :mod:`skhybrid.stain_maths`, shared with :func:`skhybrid.nn.stain.hematoxylin_map`.
     """
     # A lookup table of the 256 possible densities avoids a log per pixel.
-    od_table = (-np.log10((np.arange(256) + 1.0) / 256.0)).astype(np.float32)
-    od = od_table[np.asarray(tiles)]
-    return od @ _HED_FROM_RGB.astype(np.float32)
+    od = _OD_TABLE[np.asarray(tiles)]
+    return hed_from_optical_density(od)
 
 
-def _check_thresholds(values: Any) -> tuple[float, ...]:
-    if not isinstance(values, Sequence) or isinstance(values, str):
-        raise ValueError(f"dark_thresholds must be a sequence of numbers, got {values!r}.")
+def _check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
+    """The thresholds as floats; each must be a number in ``(0, 1)``.
+
+    ``_parameter_constraints`` checks that they come as a tuple or list; scikit-learn's
+    constraints cannot describe the elements, so this does.
+    """
     for value in values:
         if not isinstance(value, numbers.Real) or not 0 < value < 1:
             raise ValueError(f"dark_thresholds must lie in (0, 1), got {values!r}.")
@@ -139,17 +138,15 @@ class ColorTextureFeatures(TransformerMixin, BaseEstimator):
         self.n_bins = n_bins
         self.chunk_size = chunk_size
 
+    _parameter_constraints: ClassVar[dict] = {
+        "dark_thresholds": [tuple, list],
+        "n_bins": [Interval(numbers.Integral, 0, None, closed="left")],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
     def _check_params(self) -> tuple[tuple[float, ...], int, int]:
+        self._validate_params()
         thresholds = _check_thresholds(self.dark_thresholds)
-        for name in ("n_bins", "chunk_size"):
-            value = getattr(self, name)
-            minimum = 0 if name == "n_bins" else 1
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < minimum
-            ):
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
         return thresholds, int(self.n_bins), int(self.chunk_size)
 
     @staticmethod
@@ -270,7 +267,7 @@ def _chunk_features(tiles: np.ndarray, thresholds: tuple[float, ...], n_bins: in
     rgb_mean, rgb_std = _mean_std(rgb)
     stains = hed_optical_density(tiles).reshape(n_tiles, height * width, 3)
     stain_mean, stain_std = _mean_std(stains[..., :2])
-    gray_flat = rgb @ _LUMA.astype(np.float32)
+    gray_flat = rgb @ LUMA.astype(np.float32)
     del rgb, stains
     dark = [(gray_flat < t).mean(axis=1) for t in thresholds]
     grad_abs, grad_energy = _gradient_features(gray_flat.reshape(n_tiles, height, width))

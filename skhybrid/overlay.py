@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._images import load_rgb
+from .tiling import tile_edges
 
 __all__ = ["render_tile_overlay", "save_tile_overlay"]
 
@@ -32,8 +33,10 @@ def render_tile_overlay(
     grid_shape : (rows, cols), optional
         Defaults to the shape of ``tile_scores``.
     crop : {"crop", "resize", "error"}, default="crop"
-        The tiler's ``remainder``: with ``"crop"`` the grid sits where the tiler cut it (the
-        remainder pixels trimmed evenly); otherwise it spans the whole image.
+        The tiler's ``remainder``; the grid is drawn where the tiler cut it
+        (:func:`skhybrid.tiling.tile_edges`): with ``"crop"`` the remainder pixels are left
+        out, trimmed evenly; with ``"resize"`` the grid spans the whole image; ``"error"``
+        raises ``ValueError`` for an image not divisible by the grid, as the tiler does.
     alpha : float, default=0.45
         Opacity of the tint at score 1.
 
@@ -47,14 +50,9 @@ def render_tile_overlay(
     rows, cols = grid_shape or scores.shape
     scores = scores.reshape(rows, cols)
     height, width = image.shape[:2]
-    if crop == "crop":
-        tile_h, tile_w = height // rows, width // cols
-        top, left = (height - rows * tile_h) // 2, (width - cols * tile_w) // 2
-        ys = [top + r * tile_h for r in range(rows + 1)]
-        xs = [left + c * tile_w for c in range(cols + 1)]
-    else:
-        ys = [round(r * height / rows) for r in range(rows + 1)]
-        xs = [round(c * width / cols) for c in range(cols + 1)]
+    # The grid where the tiler cut it: one geometry for the tiler, the overlay and the data.
+    row_edges, col_edges = tile_edges(height, width, (rows, cols), remainder=crop)
+    ys, xs = row_edges.tolist(), col_edges.tolist()
     canvas = image.astype(np.float32)
     red = np.array([220.0, 30.0, 30.0])
     for r in range(rows):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._images import check_bags, check_image_array, load_rgb, one_image, to_image_list
@@ -22,6 +23,8 @@ __all__ = [
     "SubImageTiler",
     "broadcast_bag_labels",
     "flatten_bags",
+    "tile_boxes",
+    "tile_edges",
     "tile_image_array",
     "unflatten_tiles",
 ]
@@ -31,41 +34,154 @@ _REMAINDERS = ("crop", "resize", "error")
 
 
 def _check_pair(value: Any, name: str) -> tuple[int, int]:
+    """Return ``value`` as a pair of positive ints; bools are not integers here.
+
+    The one checker of ``(rows, cols)`` / ``(height, width)`` pairs in the package (the tiler's
+    ``grid`` and ``tile_size``, :func:`~skhybrid.datasets.make_histology`'s ``grid`` and
+    ``image_size``). scikit-learn's parameter constraints cannot describe the contents of a
+    pair, so ``_parameter_constraints`` checks the container type and this the contents.
+    """
+    pair = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else None
     if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
-        or min(value) < 1
+        pair is None
+        or len(pair) != 2
+        or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in pair
+        )
+        or min(pair) < 1
     ):
         raise ValueError(f"{name} must be a pair of positive integers, got {value!r}.")
-    return int(value[0]), int(value[1])
+    return int(pair[0]), int(pair[1])
 
 
-def _grid_geometry(
-    height: int, width: int, grid: tuple[int, int], remainder: str
-) -> tuple[int, int, int, int]:
-    """Return ``(top, left, tile_h, tile_w)`` of the grid cut out of an image."""
-    rows, cols = grid
+def _axis_edges(length: int, parts: int, remainder: str) -> np.ndarray:
+    """The ``parts + 1`` pixel edges of ``parts`` tiles along an axis of ``length`` pixels."""
+    if remainder == "resize":
+        # The tiler resizes the image to a multiple of the grid, so tile k shows the original
+        # span [k * length / parts, (k + 1) * length / parts), here rounded to whole pixels
+        # (half to even, as Python's round).
+        return np.rint(np.arange(parts + 1) * length / parts).astype(np.int64)
+    size = length // parts
+    # Trimming evenly from both sides keeps the grid centred on the image (the odd pixel,
+    # if any, goes from the bottom / right).
+    return (length - parts * size) // 2 + size * np.arange(parts + 1, dtype=np.int64)
+
+
+def tile_edges(
+    height: int, width: int, grid: tuple[int, int] = (3, 3), *, remainder: str = "crop"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel edges of the tile grid a tiler cuts out of a ``height x width`` image.
+
+    The single definition of the tile geometry: :class:`SubImageTiler`,
+    :func:`tile_image_array`, :func:`tile_boxes`, :func:`skhybrid.overlay.render_tile_overlay`
+    and :func:`skhybrid.datasets.make_histology` all use it.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size in pixels.
+    grid : (rows, cols), default=(3, 3)
+        Number of tile rows and columns.
+    remainder : {"crop", "resize", "error"}, default="crop"
+        As :class:`SubImageTiler`'s. ``"crop"``: tiles of ``height // rows`` by
+        ``width // cols`` pixels, the ``height % rows`` / ``width % cols`` extra pixels
+        trimmed evenly from both sides (the odd one from the bottom / right). ``"error"``: the
+        same, but an image not divisible by the grid raises. ``"resize"``: the region of the
+        original image each tile shows once the image is resized to a multiple of the grid,
+        ``round(k * height / rows)``; these tiles may differ in size by one pixel.
+
+    Returns
+    -------
+    row_edges : ndarray of shape (rows + 1,), dtype int64
+        Tile row ``r`` covers pixel rows ``row_edges[r]:row_edges[r + 1]``.
+    col_edges : ndarray of shape (cols + 1,), dtype int64
+        Tile column ``c`` covers pixel columns ``col_edges[c]:col_edges[c + 1]``.
+
+    Raises
+    ------
+    ValueError
+        If the grid has more rows or columns than the image has pixels, or if
+        ``remainder="error"`` and the image is not divisible by the grid.
+
+    Examples
+    --------
+    >>> from skhybrid.tiling import tile_edges
+    >>> rows, cols = tile_edges(460, 700)  # BreakHis: one row and one column trimmed
+    >>> rows.tolist(), cols.tolist()
+    ([0, 153, 306, 459], [0, 233, 466, 699])
+    """
+    rows, cols = grid = _check_pair(grid, "grid")
+    height, width = _check_pair((height, width), "(height, width)")
+    if remainder not in _REMAINDERS:
+        raise ValueError(f"remainder must be one of {_REMAINDERS}, got {remainder!r}.")
     if rows > height or cols > width:
         raise ValueError(
             f"grid {grid} (rows, cols) is larger than the image ({height}x{width} pixels): "
             "each tile needs at least one pixel."
         )
-    tile_h, tile_w = height // rows, width // cols
     if remainder == "error" and (height % rows or width % cols):
         raise ValueError(
             f"Image size {height}x{width} is not divisible by grid {grid}; use "
             "remainder='crop' (trim the extra pixels evenly) or remainder='resize'."
         )
-    # Trimming evenly from both sides keeps the grid centred on the image.
-    return (height - rows * tile_h) // 2, (width - cols * tile_w) // 2, tile_h, tile_w
+    return _axis_edges(height, rows, remainder), _axis_edges(width, cols, remainder)
+
+
+def tile_boxes(
+    height: int, width: int, grid: tuple[int, int] = (3, 3), *, remainder: str = "crop"
+) -> np.ndarray:
+    """The ``(top, left, bottom, right)`` pixel box of every tile, in row-major order.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size in pixels.
+    grid : (rows, cols), default=(3, 3)
+        Number of tile rows and columns.
+    remainder : {"crop", "resize", "error"}, default="crop"
+        As in :func:`tile_edges`, which defines the geometry.
+
+    Returns
+    -------
+    boxes : ndarray of shape (rows * cols, 4), dtype int64
+        Tile ``t`` is ``image[top:bottom, left:right]`` for ``top, left, bottom, right =
+        boxes[t]``; ``t = r * cols + c``, the order of the tiles in a bag.
+
+    Examples
+    --------
+    >>> from skhybrid.tiling import tile_boxes
+    >>> tile_boxes(32, 33, (3, 3))[[0, 8]].tolist()  # 2 extra rows: one off top and bottom
+    [[1, 0, 11, 11], [21, 22, 31, 33]]
+    """
+    row_edges, col_edges = tile_edges(height, width, grid, remainder=remainder)
+    top, left = np.meshgrid(row_edges[:-1], col_edges[:-1], indexing="ij")
+    bottom, right = np.meshgrid(row_edges[1:], col_edges[1:], indexing="ij")
+    return np.stack([top.ravel(), left.ravel(), bottom.ravel(), right.ravel()], axis=1)
+
+
+def _crop_geometry(
+    height: int, width: int, grid: tuple[int, int], remainder: str
+) -> tuple[int, int, int, int]:
+    """``(top, left, tile_h, tile_w)`` of the equal tiles cut from an image, off :func:`tile_edges`.
+
+    ``"resize"`` cuts like ``"crop"``: the tiler has already resized the image to a multiple
+    of the grid, where the two coincide.
+    """
+    remainder = "crop" if remainder == "resize" else remainder
+    row_edges, col_edges = tile_edges(height, width, grid, remainder=remainder)
+    return (
+        int(row_edges[0]),
+        int(col_edges[0]),
+        int(row_edges[1] - row_edges[0]),
+        int(col_edges[1] - col_edges[0]),
+    )
 
 
 def _tile_into(images: np.ndarray, grid: tuple[int, int], remainder: str, out: np.ndarray) -> None:
     """Copy the grid tiles of ``images`` ``(n, H, W, C)`` into ``out`` ``(n, T, h, w, C)``."""
     n, height, width, channels = images.shape
     rows, cols = grid
-    top, left, tile_h, tile_w = _grid_geometry(height, width, grid, remainder)
+    top, left, tile_h, tile_w = _crop_geometry(height, width, grid, remainder)
     cropped = images[:, top : top + rows * tile_h, left : left + cols * tile_w]
     # (n, rows, tile_h, cols, tile_w, C) -> (n, rows, cols, tile_h, tile_w, C): a strided view
     # that one copy turns into row-major tiles, written straight into the caller's buffer.
@@ -95,7 +211,7 @@ def tile_image_array(
     """
     n, height, width, channels = images.shape
     rows, cols = grid
-    _, _, tile_h, tile_w = _grid_geometry(height, width, grid, remainder)
+    _, _, tile_h, tile_w = _crop_geometry(height, width, grid, remainder)
     out = np.empty((n, rows * cols, tile_h, tile_w, channels), dtype=images.dtype)
     _tile_into(images, grid, remainder, out)
     return out
@@ -253,18 +369,24 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
 
     # -- validation ---------------------------------------------------------------------------
-    def _validate_params(self) -> None:  # type: ignore[override]
-        _check_pair(self.grid, "grid")
+    _parameter_constraints: ClassVar[dict] = {
+        # scikit-learn's constraints cannot say "two positive ints": they check the container,
+        # _check_pair the contents (in _check_params).
+        "grid": [tuple, list],
+        "tile_size": [tuple, list, None],
+        "remainder": [StrOptions(set(_REMAINDERS))],
+        "interpolation": [StrOptions(set(_INTERPOLATIONS))],
+        "antialias": ["boolean"],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def _check_params(self) -> tuple[int, int]:
+        """Validate every parameter and return the grid as ``(rows, cols)`` ints."""
+        self._validate_params()
+        grid = _check_pair(self.grid, "grid")
         if self.tile_size is not None:
             _check_pair(self.tile_size, "tile_size")
-        if self.remainder not in _REMAINDERS:
-            raise ValueError(f"remainder must be one of {_REMAINDERS}, got {self.remainder!r}.")
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}."
-            )
-        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        return grid
 
     @staticmethod
     def _is_array_input(X: Any) -> bool:
@@ -313,12 +435,11 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         -------
         self : SubImageTiler
         """
-        self._validate_params()
-        grid = _check_pair(self.grid, "grid")
+        grid = self._check_params()
         sizes = self._image_sizes(X)
         distinct = set(sizes)
         for height, width in distinct:
-            _grid_geometry(height, width, grid, self.remainder)
+            tile_edges(height, width, grid, remainder=self.remainder)  # raises if it cannot cut
         if len(distinct) > 1 and self.tile_size is None:
             raise ValueError(
                 f"Images have {len(distinct)} different sizes (e.g. {sorted(distinct)[:3]}); "
@@ -342,7 +463,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
             return rows * cols, int(self.tile_size[0]), int(self.tile_size[1])
         if self.remainder == "resize":
             height, width = height // rows * rows, width // cols * cols
-        _, _, tile_h, tile_w = _grid_geometry(height, width, (rows, cols), self.remainder)
+        _, _, tile_h, tile_w = _crop_geometry(height, width, (rows, cols), self.remainder)
         return rows * cols, tile_h, tile_w
 
     def _tile_batch(self, images: np.ndarray, out: np.ndarray) -> None:
@@ -353,7 +474,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
             target = (height // grid[0] * grid[0], width // grid[1] * grid[1])
             if target != (height, width):
                 images = _resize_tiles(images, target, self.interpolation, self.antialias)
-        _, _, tile_h, tile_w = _grid_geometry(*images.shape[1:3], grid, self.remainder)
+        _, _, tile_h, tile_w = _crop_geometry(*images.shape[1:3], grid, self.remainder)
         n, n_tiles, out_h, out_w, channels = out.shape
         if (out_h, out_w) == (tile_h, tile_w):
             _tile_into(images, grid, self.remainder, out)
@@ -404,7 +525,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
             Tiles in row-major order; a new array (never a view of ``X``).
         """
         check_is_fitted(self, "n_tiles_")
-        self._validate_params()
+        self._check_params()
         n_images = len(X)
         out: np.ndarray | None = None
         position = 0

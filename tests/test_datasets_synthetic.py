@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -276,3 +277,64 @@ def test_difficulty_controls_separability():
     assert easy == 1.0
     assert 0.75 < medium < 1.0
     assert hard < medium - 0.05
+
+
+# ----------------------------------------------------------------------------- one tile geometry
+
+# SHA-256 of ``images`` and ``tile_target`` from make_histology(**kwargs, random_state=0),
+# computed with the code of commit cb38bd0, before the renderer took its tile geometry from
+# skhybrid.tiling.tile_edges. The pixels also depend on numpy / scipy / Pillow arithmetic: if
+# a new version of one of those changes them, recompute these at that commit.
+_REFERENCE_HASHES = [
+    (
+        {"n_images": 12},
+        "cee7bd17d770f9e625c2274b814d5abe6f599fdb8061098d3f503f6f825ee525",
+        "9efbff1fc4956ab6730b2e12c66669b450b1da64cd9f15ffdc6680f0aaa735d5",
+    ),
+    (
+        {"n_images": 6, "image_size": (97, 146)},
+        "b4c3dd73ad1b1af2040745a5b24a11038beb3a9abd2375b1b6fd5a40b91a93c0",
+        "c8e3968b76a336df08947d3bb3ff4e94c89876d4ececfa5adc953f076e06f753",
+    ),
+    (
+        {"n_images": 4, "image_size": (61, 83), "grid": (2, 4)},
+        "1ccdaf2b514c22d41c7b6058a24ba74c5118f84bdf596e43ad5c62a3b6970670",
+        "b22c8c5c1b8276cf818930e87e9c9f3f8676ad6f7e7a67626ee02a6a7b0fa39c",
+    ),
+]
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("kwargs", "images_hash", "tiles_hash"), _REFERENCE_HASHES)
+def test_images_and_tile_labels_are_bit_identical_to_before(kwargs, images_hash, tiles_hash):
+    data = make_histology(**kwargs, random_state=0)
+    assert _sha256(data.tile_target) == tiles_hash
+    assert _sha256(data.images) == images_hash
+
+
+@pytest.mark.slow
+def test_the_default_data_set_is_bit_identical_to_before():
+    data = make_histology(random_state=0)  # 200 images of 460x700: about 6 s on 2 cores
+    assert _sha256(data.images) == (
+        "a5a7c6f5b22f71ae558c01fe01708393ffed9d39fff842cc7ade3a1d008580f9"
+    )
+    assert _sha256(data.tile_target) == (
+        "04bcaec78d16a900355e30f236a581bb5eb3b8e0e7850416c44ed9ad5e3b301c"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"grid": (True, 3)}, "grid must be a pair"),
+        ({"image_size": (96, False)}, "image_size must be a pair"),
+        ({"grid": 3}, "grid"),
+        ({"n_jobs": "all"}, "n_jobs"),
+    ],
+)
+def test_pairs_reject_bools_and_parameters_are_validated(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small(**kwargs)

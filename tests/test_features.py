@@ -108,12 +108,13 @@ def test_known_values_on_flat_colours():
 
 def test_colour_deconvolution_recovers_pure_stains():
     # A pixel coloured by one stain alone must decompose into that stain only.
+    # OD = log(I / 255) / log(1e-6) = c * vector, so I = 255 * 1e-6 ** (c * vector).
     for stain, vector in enumerate(RGB_FROM_HED[:2]):
-        od = 0.6 * vector
-        pixel = np.round(256 * 10.0 ** (-od) - 1).astype(np.uint8)
+        od = 0.1 * vector
+        pixel = np.round(255 * 1e-6**od).astype(np.uint8)
         concentrations = hed_optical_density(pixel[np.newaxis])[0]
-        assert concentrations[stain] == pytest.approx(0.6, abs=0.02)
-        assert abs(concentrations[1 - stain]) < 0.02
+        assert concentrations[stain] == pytest.approx(0.1, abs=0.003)
+        assert abs(concentrations[1 - stain]) < 0.003
 
 
 def test_separates_dark_nuclei_from_pale_tiles(tiles):

@@ -23,6 +23,8 @@ from skhybrid.tiling import (
     SubImageTiler,
     broadcast_bag_labels,
     flatten_bags,
+    tile_boxes,
+    tile_edges,
     tile_image_array,
     unflatten_tiles,
 )
@@ -350,3 +352,82 @@ def test_breakhis_tiles_match_a_naive_pillow_loop():
     diff = np.abs(bags[0].astype(int) - reference.astype(int))
     assert diff.max() <= 1
     assert diff.mean() < 0.05
+
+
+# -- the one tile geometry ----------------------------------------------------------------------
+def _old_crop_edges(length: int, parts: int) -> list[int]:
+    """The crop geometry as tiling._grid_geometry, overlay.py and the synthetic renderer each
+    computed it before they shared tile_edges (commit cb38bd0)."""
+    size = length // parts
+    start = (length - parts * size) // 2
+    return [start + k * size for k in range(parts + 1)]
+
+
+def _old_overlay_resize_edges(length: int, parts: int) -> list[int]:
+    """overlay.py's grid for remainder="resize" before it used tile_edges."""
+    return [round(k * length / parts) for k in range(parts + 1)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    height=st.integers(1, 800),
+    width=st.integers(1, 800),
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 9),
+)
+def test_tile_edges_are_the_geometry_every_copy_used_to_compute(height, width, rows, cols):
+    if rows > height or cols > width:
+        with pytest.raises(ValueError, match="larger than the image"):
+            tile_edges(height, width, (rows, cols))
+        return
+    row_edges, col_edges = tile_edges(height, width, (rows, cols))
+    assert row_edges.tolist() == _old_crop_edges(height, rows)
+    assert col_edges.tolist() == _old_crop_edges(width, cols)
+    row_edges, col_edges = tile_edges(height, width, (rows, cols), remainder="resize")
+    assert row_edges.tolist() == _old_overlay_resize_edges(height, rows)
+    assert col_edges.tolist() == _old_overlay_resize_edges(width, cols)
+    assert row_edges[0] == 0 and row_edges[-1] == height  # "resize" keeps every pixel
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "grid"),
+    [(46, 70, (3, 3)), (32, 33, (3, 3)), (61, 83, (2, 4)), (9, 9, (3, 3))],
+)
+def test_tile_boxes_are_exactly_the_tiles_the_tiler_cuts(height, width, grid):
+    images = _images(2, height, width, seed=3)
+    bags = SubImageTiler(grid=grid).fit_transform(images)
+    boxes = tile_boxes(height, width, grid)
+    assert boxes.shape == (grid[0] * grid[1], 4)
+    for tile, (top, left, bottom, right) in enumerate(boxes):
+        np.testing.assert_array_equal(bags[:, tile], images[:, top:bottom, left:right])
+
+
+def test_tile_edges_reject_what_the_tiler_rejects():
+    with pytest.raises(ValueError, match="not divisible"):
+        tile_edges(46, 70, (3, 3), remainder="error")
+    assert [e.tolist() for e in tile_edges(45, 69, (3, 3), remainder="error")] == [
+        [0, 15, 30, 45],
+        [0, 23, 46, 69],
+    ]
+    with pytest.raises(ValueError, match="remainder"):
+        tile_edges(46, 70, (3, 3), remainder="pad")
+    with pytest.raises(ValueError, match="grid"):
+        tile_edges(46, 70, (True, 3))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"grid": (True, 3)}, {"grid": (3, False)}, {"tile_size": (True, 8)}, {"grid": (3.0, 3)}],
+)
+def test_bool_and_float_pairs_are_rejected(params):
+    with pytest.raises(ValueError, match="pair of positive integers"):
+        SubImageTiler(**params).fit(_images(1))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"antialias": "yes"}, "antialias"), ({"batch_size": 2.5}, "batch_size")],
+)
+def test_parameter_constraints_check_every_parameter(params, message):
+    with pytest.raises(ValueError, match=message):
+        SubImageTiler(**params).fit(_images(1))

@@ -17,6 +17,9 @@ from joblib import Parallel, delayed
 from PIL import Image
 from scipy.ndimage import uniform_filter
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+
+from ..tiling import _check_pair, tile_boxes, tile_edges
 
 __all__ = ["make_histology", "tile_slices"]
 
@@ -71,7 +74,8 @@ def tile_slices(image_size: tuple[int, int], grid: tuple[int, int]) -> list[tupl
     """Pixel region of each tile, in row-major order, as a tiler cuts it.
 
     Tiles are ``H // rows`` by ``W // cols`` pixels; the remainder is trimmed evenly
-    from both sides of the image (the extra pixel, if any, from the bottom/right).
+    from both sides of the image (the extra pixel, if any, from the bottom/right): the
+    geometry of :func:`skhybrid.tiling.tile_boxes` with ``remainder="crop"``.
 
     Parameters
     ----------
@@ -85,24 +89,18 @@ def tile_slices(image_size: tuple[int, int], grid: tuple[int, int]) -> list[tupl
     list of tuple of slice
         ``(row_slice, col_slice)`` for each of the ``rows * cols`` tiles.
     """
-    (height, width), (rows, cols) = image_size, grid
-    tile_h, tile_w = height // rows, width // cols
-    top, left = (height - rows * tile_h) // 2, (width - cols * tile_w) // 2
     return [
-        (
-            slice(top + r * tile_h, top + (r + 1) * tile_h),
-            slice(left + c * tile_w, left + (c + 1) * tile_w),
-        )
-        for r in range(rows)
-        for c in range(cols)
+        (slice(top, bottom), slice(left, right))
+        for top, left, bottom, right in tile_boxes(*image_size, grid).tolist()
     ]
 
 
-def _tile_of_pixel(length: int, parts: int) -> np.ndarray:
-    """Tile row (or column) of every pixel row (or column); trimmed borders join the edge tile."""
-    size = length // parts
-    start = (length - parts * size) // 2
-    return np.clip((np.arange(length) - start) // size, 0, parts - 1)
+def _tile_of_pixel(edges: np.ndarray, length: int) -> np.ndarray:
+    """Tile row (or column) of every pixel row (or column) of an axis cut at ``edges``.
+
+    The trimmed border pixels join the edge tile.
+    """
+    return np.clip(np.searchsorted(edges, np.arange(length), side="right") - 1, 0, len(edges) - 2)
 
 
 # ----------------------------------------------------------------------------- stamps
@@ -408,7 +406,8 @@ def _render_image(
     """Render one uint8 RGB image whose tiles show the tissue types in ``tile_labels``."""
     rng = np.random.default_rng(seed)
     s = model.scale
-    tile_of = (_tile_of_pixel(image_size[0], grid[0]), _tile_of_pixel(image_size[1], grid[1]))
+    row_edges, col_edges = tile_edges(*image_size, grid)
+    tile_of = (_tile_of_pixel(row_edges, image_size[0]), _tile_of_pixel(col_edges, image_size[1]))
     malignancy, density = _sample_tile_properties(rng, tile_labels, model.difficulty)
     canvas = _Canvas(image_size, model.pad)
 
@@ -625,25 +624,22 @@ def _touches(mask: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- public
 
 
-def _check_pair(value, name: str) -> tuple[int, int]:
-    pair = tuple(value) if np.iterable(value) else None
-    if (
-        pair is None
-        or len(pair) != 2
-        or not all(isinstance(v, numbers.Integral) and v >= 1 for v in pair)
-    ):
-        raise ValueError(f"{name} must be a pair of positive integers, got {value!r}.")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_fraction(value, name: str, *, closed: bool = True) -> float:
-    if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
-    if not closed and value in (0, 1):
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}.")
-    return float(value)
-
-
+@validate_params(
+    {
+        "n_images": [Interval(numbers.Integral, 1, None, closed="left")],
+        # The pairs' contents (two positive ints, not bools) are checked by tiling._check_pair.
+        "image_size": [tuple, list, np.ndarray],
+        "grid": [tuple, list, np.ndarray],
+        "malignant_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
+        "benign_tile_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
+        "n_patients": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "difficulty": [Interval(numbers.Real, 0, 1, closed="both")],
+        "stain_variation": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_histology(
     n_images: int = 200,
     *,
@@ -742,21 +738,20 @@ def make_histology(
     >>> bool((data.tile_target.max(axis=1) == data.target).all())
     True
     """
-    n_images = _check_count(n_images, "n_images")
     image_size = _check_pair(image_size, "image_size")
     grid = _check_pair(grid, "grid")
     if grid[0] > image_size[0] or grid[1] > image_size[1]:
         raise ValueError(f"grid {grid} has more tiles than image_size {image_size} has pixels.")
-    malignant_fraction = _check_fraction(malignant_fraction, "malignant_fraction")
-    benign_tile_fraction = _check_fraction(benign_tile_fraction, "benign_tile_fraction")
-    difficulty = _check_fraction(difficulty, "difficulty")
-    if not isinstance(stain_variation, numbers.Real) or stain_variation < 0:
-        raise ValueError(f"stain_variation must be >= 0, got {stain_variation!r}.")
     if n_patients is None:
         n_patients = min(max(4, n_images // 6), n_images)
-    n_patients = _check_count(n_patients, "n_patients")
     if n_patients > n_images:
         raise ValueError(f"n_patients={n_patients} exceeds n_images={n_images}.")
+    n_images, n_patients = int(n_images), int(n_patients)
+    malignant_fraction, benign_tile_fraction = (
+        float(malignant_fraction),
+        float(benign_tile_fraction),
+    )
+    difficulty = float(difficulty)
 
     rng = check_random_state(random_state)
     n_malignant = round(n_images * malignant_fraction)
@@ -792,12 +787,6 @@ def make_histology(
         grid=grid,
         DESCR=_describe(n_images, image_size, grid, target, tile_target, n_patients, difficulty),
     )
-
-
-def _check_count(value, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _describe(

@@ -9,10 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageNormalizer", "to_unit_float"]
+from ..stain_maths import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageNormalizer", "to_unit_float"]
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:
@@ -45,13 +44,13 @@ class ImageNormalizer(nn.Module):
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        # Not persistent: constants, so old state dicts stay loadable if they ever change.
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         # (x - mean) / std as one fused x * scale + shift: a single output batch and no
-        # temporary, a third less working memory per batch than two ops.
-        self.register_buffer("scale", 1.0 / self.std, persistent=False)
-        self.register_buffer("shift", -self.mean / self.std, persistent=False)
+        # temporary, a third less working memory per batch than two ops. Only these two
+        # buffers are kept; not persistent: constants, so state dicts never depend on them.
+        self.register_buffer("scale", 1.0 / std_t, persistent=False)
+        self.register_buffer("shift", -mean_t / std_t, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, x, self.scale)

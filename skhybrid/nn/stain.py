@@ -3,10 +3,12 @@
 The hybrid model's LSTM reads a tile row by row from a single channel. Two maps are offered:
 
 ``"hematoxylin"`` (default)
-    The hematoxylin concentration from colour deconvolution (Ruifrok & Johnston, 2001):
-    optical density ``OD = -log((I * 255 + 1) / 256)`` (Beer-Lambert: linear in the amount
-    of stain) projected onto the hematoxylin column of the inverse H&E-DAB stain matrix,
-    clipped at 0. Hematoxylin stains nuclei, and nuclear size, density and shape are what
+    The hematoxylin concentration from colour deconvolution (Ruifrok & Johnston, 2001),
+    exactly ``skimage.color.rgb2hed(image)[..., 0]``: the optical density
+    ``OD = log(max(rgb, 1e-6)) / log(1e-6)`` (Beer-Lambert: linear in the amount of stain;
+    0 for white, 1 for black) projected onto the hematoxylin column of the inverse H&E-DAB
+    stain matrix, clipped at 0: about 0.1 to 0.2 on stained nuclei, 1.2 on black.
+    Hematoxylin stains nuclei, and nuclear size, density and shape are what
     separate malignant from benign tissue, while eosin-stained stroma and white background
     map to about 0. Grey levels mix both stains into one intensity.
 ``"luminance"``
@@ -20,22 +22,27 @@ import math
 
 import torch
 
+from ..stain_maths import HED_FROM_RGB, LUMA, OD_FLOOR
+
 __all__ = ["STAIN_MAPS", "hematoxylin_map", "luminance_map", "one_channel_map"]
 
-# Ruifrok & Johnston's H&E-DAB optical-density vectors (rows: H, E, DAB), as in scikit-image.
-_RGB_FROM_HED = torch.tensor(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
-)
-_HEMATOXYLIN = torch.linalg.inv(_RGB_FROM_HED)[:, 0].to(torch.float32)
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
-_LOG_256 = math.log(256.0)
+# The hematoxylin column of the inverse stain matrix divided by log(1e-6): the optical density's
+# scale folded into the weights, so that the map is one log, one multiply and one sum.
+_HEMATOXYLIN = torch.tensor(HED_FROM_RGB[:, 0] / math.log(OD_FLOOR), dtype=torch.float32)
+_LUMA = torch.tensor(LUMA, dtype=torch.float32)
 
 
 def hematoxylin_map(x: torch.Tensor) -> torch.Tensor:
-    """Hematoxylin density ``(B, 1, h, w)`` of ``[0, 1]`` RGB ``(B, 3, h, w)``."""
-    od = _LOG_256 - torch.log1p(x * 255.0)  # -log((I*255 + 1) / 256), 0 for white
+    """Hematoxylin concentration ``(B, 1, h, w)`` of ``[0, 1]`` RGB ``(B, 3, h, w)``.
+
+    ``max(OD @ HED_FROM_RGB[:, 0], 0)`` with ``OD = log(max(x, 1e-6)) / log(1e-6)``, the
+    constants of :mod:`skhybrid.stain_maths`: equal to ``skimage.color.rgb2hed`` of the same
+    pixels (channel 0) and to :func:`skhybrid.features.hed_optical_density` (channel 0) to
+    float32 rounding.
+    """
+    log_rgb = torch.log(x.clamp(min=OD_FLOOR))
     weights = _HEMATOXYLIN.to(device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (od * weights).sum(dim=1, keepdim=True).clamp_(min=0.0)
+    return (log_rgb * weights).sum(dim=1, keepdim=True).clamp_(min=0.0)
 
 
 def luminance_map(x: torch.Tensor) -> torch.Tensor:
