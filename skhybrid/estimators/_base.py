@@ -1,8 +1,11 @@
-"""The skorch base of the tile classifiers: data flow, two-phase training, device, pickling.
+"""The skorch base of the tile classifiers: data flow, two-phase training, prediction.
 
-Subclasses only declare their parameters (``__init__``) and which of them build the module
-(``_module_kwargs``); everything else (validation in ``fit``, label encoding, the group-aware
-validation split, uint8 batches, the training callbacks, bag aggregation) lives here.
+Subclasses only declare their parameters (``__init__``, ``_parameter_constraints``) and which
+of them build the module (``_module_kwargs``); the rest (validation in ``fit``, label
+encoding, the group-aware validation split, uint8 batches, the training callbacks, bag
+aggregation) lives here. The ``"auto"`` device is :class:`~._device.AutoDeviceMixin`, the
+phase-1 feature cache the :class:`~._callbacks.FeatureCache` callback, the aggregation rules
+:mod:`._aggregate`.
 """
 
 from __future__ import annotations
