@@ -30,6 +30,7 @@ need data are run explicitly below; the data-driven ones cannot apply:
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import time
 import warnings
@@ -44,11 +45,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils import estimator_checks
+from sklearn.utils._param_validation import InvalidParameterError
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
 from skhybrid.datasets import make_histology
-from skhybrid.estimators import CNNClassifier, CNNFeatureExtractor, HybridCNNLSTMClassifier
+from skhybrid.estimators import (
+    CNNClassifier,
+    CNNFeatureExtractor,
+    HybridCNNLSTMClassifier,
+    TileNetClassifier,
+)
+from skhybrid.nn import CNN, HybridCNNLSTM
 from skhybrid.nn.weights import MissingWeightsError
 from skhybrid.tiling import SubImageTiler
 
@@ -134,6 +142,37 @@ def test_params_defaults_follow_the_paper():
     }  # fmt: skip
     assert {k: params[k] for k in expected} == expected
     assert 0 < params["label_smoothing"] < 1 and 0 < params["dropout"] < 1
+
+
+def test_the_classifiers_are_siblings_with_the_same_shared_parameters():
+    # Neither is the other: code testing for CNNClassifier no longer catches the hybrid.
+    assert not isinstance(HybridCNNLSTMClassifier(), CNNClassifier)
+    assert not isinstance(CNNClassifier(), HybridCNNLSTMClassifier)
+    assert issubclass(CNNClassifier, TileNetClassifier)
+    assert issubclass(HybridCNNLSTMClassifier, TileNetClassifier)
+    cnn = inspect.signature(CNNClassifier).parameters
+    hyb = inspect.signature(HybridCNNLSTMClassifier).parameters
+    assert set(hyb) - set(cnn) == {
+        "lstm_hidden_size",
+        "rnn_input",
+        "rnn_map",
+        "rnn_map_size",
+        "fusion",
+    }
+    assert set(cnn) <= set(hyb)
+    shared = set(cnn) - {"module", "kwargs"}
+    assert {k: cnn[k].default for k in shared} == {k: hyb[k].default for k in shared}
+    assert cnn["negative_class"].default is None
+    assert cnn["module"].default is CNN and hyb["module"].default is HybridCNNLSTM
+
+
+def test_feature_extractor_params_are_checked_by_sklearn_constraints(data):
+    with pytest.raises(
+        InvalidParameterError, match="'batch_size' parameter of CNNFeatureExtractor"
+    ):
+        CNNFeatureExtractor("resnet18", weights=None, batch_size=0).fit(data.images[:2])
+    with pytest.raises(InvalidParameterError, match="'precision' parameter"):
+        CNNFeatureExtractor("resnet18", weights=None, precision="fp16").fit(data.images[:2])
 
 
 def test_fit_keeps_params_returns_self_and_adds_only_trailing_underscore_attributes(data):
@@ -251,14 +290,19 @@ def test_grid_search_over_backbones_and_fusions(data):
 # -- errors ---------------------------------------------------------------------------------------
 def test_unknown_names_are_rejected_in_fit_with_the_valid_ones(data):
     X, y = data.images[:4], data.target[:4]
-    with pytest.raises(ValueError, match="Unknown backbone 'resnet7'.*resnet101"):
+    # scikit-learn's InvalidParameterError (a ValueError) from _parameter_constraints
+    with pytest.raises(InvalidParameterError, match="'backbone' parameter.*resnet101.*'resnet7'"):
         hybrid(backbone="resnet7").fit(X, y)
-    with pytest.raises(ValueError, match="Unknown fusion 'gated'.*attention"):
+    with pytest.raises(InvalidParameterError, match="'fusion' parameter.*attention.*'gated'"):
         hybrid(fusion="gated").fit(X, y)
-    with pytest.raises(ValueError, match="Unknown aggregation 'median'.*vote"):
+    with pytest.raises(InvalidParameterError, match="'aggregation' parameter.*vote.*'median'"):
         hybrid(aggregation="median").fit(X, y)
-    with pytest.raises(ValueError, match="lr_decay must be"):
+    with pytest.raises(InvalidParameterError, match=r"'lr_decay' parameter.*\[0.0, 1.0\]"):
         hybrid(lr_decay=2.0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="'cache_features' parameter"):
+        hybrid(cache_features="yes").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="'valid_size' parameter"):
+        hybrid(valid_size=0.95).fit(X, y)
 
 
 def test_wrong_input_shape_or_dtype_gives_a_clear_error(data):

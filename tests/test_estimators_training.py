@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
+from skorch.dataset import ValidSplit
 
 from skhybrid.datasets import make_histology
 from skhybrid.estimators import CNNClassifier, HybridCNNLSTMClassifier, aggregate_proba
@@ -273,7 +274,9 @@ def test_phase_one_feature_cache_is_exact_and_skips_the_backbone(estimator_cls):
     # it, all tiles once at the start of phase 1, then not again until it is unfrozen.
     assert fits[False][1] == [len(X)] * 4
     assert fits[True][1] == [len(X), 0, len(X), len(X)]
-    assert "_feature_cache" not in vars(cached) and "_cache_source" not in vars(cached)
+    # The FeatureCache callback owns the cache and lets go of it (and of the tiles) after fit.
+    cache = dict(cached.callbacks_)["feature_cache"]
+    assert cache.tiles_ is None and cache.features_ is None
 
 
 def test_feature_cache_is_off_with_augmentation():
@@ -285,6 +288,45 @@ def test_feature_cache_is_off_with_augmentation():
     )  # fmt: skip
     clf.fit(X, y)
     assert counter.per_epoch_ == [len(X)] * 2  # new views every epoch: nothing to reuse
+
+
+def test_feature_cache_with_a_skorch_train_split_is_exact():
+    # train_split=ValidSplit(...) instead of "auto": skorch's split of the indexed dataset.
+    X, y = easy_tiles(32, seed=5)
+    histories = {}
+    for cache in (True, False):
+        clf = CNNClassifier(
+            "resnet18", max_epochs=2, freeze_epochs=2, lr=1e-3, random_state=0,
+            train_split=ValidSplit(4, stratified=True), cache_features=cache,
+            **{k: v for k, v in SMALL.items() if k != "lstm_hidden_size"},
+        )  # fmt: skip
+        histories[cache] = clf.fit(X, y).history_[:, "valid_loss"]
+    np.testing.assert_allclose(histories[True], histories[False], atol=1e-6)
+
+
+def test_mil_aggregation_takes_the_negative_class_from_class_roles():
+    # classes_ = ["malignant", "normal"]: the negative class is the second column, not the first.
+    tiles, tile_y = easy_tiles(32, seed=6)
+    order = np.argsort(tile_y, kind="stable")  # 4 benign-looking images, then 4 malignant
+    bags = tiles[order].reshape(8, 4, 32, 32, 3)
+    y = np.where(tile_y[order].reshape(8, 4)[:, 0] == "benign", "normal", "malignant")
+    clf = CNNClassifier(
+        "resnet18", max_epochs=1, freeze_epochs=0, valid_size=None, random_state=0,
+        aggregation="mil", **{k: v for k, v in SMALL.items() if k != "lstm_hidden_size"},
+    )  # fmt: skip
+    clf.fit(bags, y)
+    assert clf.classes_.tolist() == ["malignant", "normal"] and clf.negative_class is None
+    tile_proba = clf.predict_proba_tiles(bags)
+    proba = clf.predict_proba(bags)
+    # P(normal) is the smallest normal probability of any tile: one malignant tile is enough.
+    np.testing.assert_allclose(proba[:, 1], tile_proba[:, :, 1].min(axis=1))
+    np.testing.assert_allclose(proba, aggregate_proba(tile_proba, "mil", negative_index=1))
+    assert not np.allclose(proba, aggregate_proba(tile_proba, "mil", negative_index=0))
+    # An explicit negative_class overrides the inference (set after fit: no refit needed).
+    clf.set_params(negative_class="malignant")
+    np.testing.assert_allclose(clf.predict_proba(bags)[:, 0], tile_proba[:, :, 0].min(axis=1))
+    with pytest.raises(ValueError, match="negative_class"):
+        clf.set_params(negative_class="benign").predict_proba(bags)
 
 
 class SpoilLastEpoch(Callback):

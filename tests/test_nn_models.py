@@ -161,6 +161,15 @@ def test_cnn_map_lstm_cannot_take_pooled_features():
         net(images, cnn_pooled=torch.zeros(4, net.backbone.out_channels))
 
 
+def test_cnn_features_alias_is_deprecated_but_still_gives_the_pooled_features():
+    net = CNN("resnet18", tile_shape=(32, 32)).eval()
+    images = _batch()
+    with torch.no_grad(), pytest.warns(FutureWarning, match="pooled_features"):
+        features = net.features(images)
+    with torch.no_grad():
+        torch.testing.assert_close(features, net.pooled_features(images))
+
+
 class _NCHWInput(nn.Module):
     """Feeds a backbone contiguous NCHW input, as a plain PyTorch loop would."""
 

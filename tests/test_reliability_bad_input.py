@@ -53,7 +53,8 @@ from skhybrid.cli import main as cli_main
 from skhybrid.self_learning import relabel_positive_tiles
 
 FLOAT_HINT = r"\(X \* 255\)\.round\(\)\.astype\(np\.uint8\)"
-BACKBONE_HINT = r"Unknown backbone 'resnet9000'; valid names are \[.*'resnet18'"
+# scikit-learn's InvalidParameterError (a ValueError): the parameter, what it takes, the value.
+BACKBONE_HINT = r"'backbone' parameter of \w+ must be a str among \{.*'resnet18'.*Got 'resnet9000'"
 
 
 # -- shared files and fitted models ------------------------------------------------------------
@@ -460,14 +461,14 @@ CASES: list[Case] = [
                 "unknown aggregation",
                 lambda c, m=make: m(aggregation="median").fit(IMAGES, Y),
                 ValueError,
-                r"Unknown aggregation 'median'; valid values are \['mean'",
+                r"'aggregation' parameter of \w+ must be a str among \{.*'mean'.*Got 'median'",
             ),
             Case(
                 name,
                 "max_epochs=0",
                 lambda c, m=make: m(max_epochs=0).fit(IMAGES, Y),
                 ValueError,
-                r"max_epochs must be an integer in \[1, inf\], got 0",
+                r"'max_epochs' parameter of \w+ must be an int in the range \[1, inf\)\. Got 0",
             ),
             Case(
                 name,
@@ -490,7 +491,7 @@ CASES: list[Case] = [
         "unknown fusion",
         lambda c: tiny_hybrid(fusion="gated").fit(IMAGES, Y),
         ValueError,
-        r"Unknown fusion 'gated'; valid values are \['attention'",
+        r"'fusion' parameter of HybridCNNLSTMClassifier must be a str among \{.*'attention'.*Got 'gated'",
     ),
     Case(
         CNN,

@@ -1,21 +1,28 @@
-"""The skorch base of the tile classifiers: data flow, two-phase training, device, pickling.
+"""The skorch base of the tile classifiers: data flow, two-phase training, prediction.
 
-Subclasses only declare their parameters (``__init__``) and which of them build the module
-(``_module_kwargs``); everything else (validation in ``fit``, label encoding, the group-aware
-validation split, uint8 batches, the training callbacks, bag aggregation) lives here.
+Subclasses only declare their parameters (``__init__``, ``_parameter_constraints``) and which
+of them build the module (``_module_kwargs``); the rest (validation in ``fit``, label
+encoding, the group-aware validation split, uint8 batches, the training callbacks, bag
+aggregation) lives here. The ``"auto"`` device is :class:`~._device.AutoDeviceMixin`, the
+phase-1 feature cache the :class:`~._callbacks.FeatureCache` callback, the aggregation rules
+:mod:`._aggregate`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import numbers
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from skorch import NeuralNet, NeuralNetClassifier
 from skorch.callbacks import (
     EpochTimer,
@@ -33,20 +40,25 @@ from ..nn import available_backbones
 from ..nn.augment import random_dihedral
 from ..tiling import unflatten_tiles
 from ._aggregate import AGGREGATIONS, aggregate_proba
-from ._callbacks import BatchAccuracy, BestEpoch, FreezeBackbone, PicklableLRScheduler
+from ._callbacks import (
+    BatchAccuracy,
+    BestEpoch,
+    FeatureCache,
+    FreezeBackbone,
+    PicklableLRScheduler,
+)
 from ._data import (
     ArrayDataset,
     batch_passthrough,
     encode_labels,
     group_train_valid_split,
-    pooled_features_into,
     prepare_fit_inputs,
     prepare_predict_tiles,
 )
+from ._device import AutoDeviceMixin, _is_auto
 from ._runtime import (
     PRECISIONS,
     autocast,
-    resolve_device,
     resolve_precision,
     seed_from,
     seeded_torch,
@@ -58,33 +70,96 @@ __all__ = ["TileNetClassifier"]
 # __setattr__ would otherwise register a module assigned after __init__ as a net component.
 _PLAIN_MODULE_PARAMS = frozenset({"backbone"})
 
-
-def _is_auto(value: Any) -> bool:
-    return isinstance(value, str) and value == "auto"
-
-
-def check_choice(name: str, value: Any, valid: Any) -> None:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"Unknown {name} {value!r}; valid values are {list(valid)}.")
+#: The constraint of ``backbone`` (shared with CNNFeatureExtractor).
+BACKBONE_CONSTRAINT = [StrOptions(set(available_backbones())), nn.Module]
+#: The constraint of ``weights``: "imagenet", None or a path to a state dict.
+WEIGHTS_CONSTRAINT = [str, os.PathLike, None]
 
 
-def _check_number(name: str, value: Any, low: float, high: float, *, integer: bool = False):
-    kind = numbers.Integral if integer else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, bool) or not low <= value <= high:
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {what} in [{low}, {high}], got {value!r}.")
-
-
-def _check_flag(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}.")
-
-
-class TileNetClassifier(NeuralNetClassifier):
+class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     """Base class of :class:`CNNClassifier` and :class:`HybridCNNLSTMClassifier`.
 
-    Not meant to be used directly; see the subclasses for the parameters.
+    Not meant to be used directly; see the subclasses for the parameters. A subclass
+    declares its own parameters in ``__init__`` (explicitly, for scikit-learn's
+    ``get_params``), their constraints in ``_parameter_constraints`` and the module's
+    arguments in ``_module_kwargs``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "backbone": BACKBONE_CONSTRAINT,
+        "weights": WEIGHTS_CONSTRAINT,
+        "freeze_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr_decay": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
+        "label_smoothing": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
+        "dropout": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
+        "aggregation": [StrOptions(set(AGGREGATIONS))],
+        "negative_class": "no_validation",  # any label; checked against classes_ when used
+        "augment": ["boolean"],
+        "cache_features": ["boolean"],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "valid_size": [Interval(numbers.Real, 0.0, 0.9, closed="both"), None],
+        "precision": [StrOptions(set(PRECISIONS))],
+    }
+
+    def __init__(
+        self,
+        module: Any,
+        *,
+        backbone: str | nn.Module,
+        weights: Any,
+        freeze_epochs: int,
+        max_epochs: int,
+        lr: float,
+        batch_size: int,
+        lr_decay: float,
+        label_smoothing: float,
+        dropout: float,
+        aggregation: str,
+        negative_class: Any,
+        augment: bool,
+        cache_features: bool,
+        patience: int | None,
+        valid_size: float | None,
+        device: Any,
+        random_state: Any,
+        verbose: int,
+        precision: str,
+        criterion: Any,
+        optimizer: Any,
+        train_split: Any,
+        classes: Any,
+        **kwargs: Any,
+    ) -> None:
+        # Set before skorch's __init__, which treats attributes set later as components.
+        self.backbone = backbone
+        self.weights = weights
+        self.freeze_epochs = freeze_epochs
+        self.lr_decay = lr_decay
+        self.label_smoothing = label_smoothing
+        self.dropout = dropout
+        self.aggregation = aggregation
+        self.negative_class = negative_class
+        self.augment = augment
+        self.cache_features = cache_features
+        self.patience = patience
+        self.valid_size = valid_size
+        self.random_state = random_state
+        self.precision = precision
+        kwargs.setdefault("dataset", ArrayDataset)
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            classes=classes,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
 
     # -- parameters ---------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -98,32 +173,22 @@ class TileNetClassifier(NeuralNetClassifier):
         # `_params_to_validate`; it is bookkeeping, not a parameter (clone recomputes it).
         return [name for name in super()._get_param_names() if not name.startswith("_")]
 
-    def _check_params(self) -> None:
-        """Validate the scikit-learn-style parameters (called by ``fit``, not ``__init__``)."""
-        backbone = self.backbone
-        if not isinstance(backbone, nn.Module) and backbone not in available_backbones():
-            raise ValueError(
-                f"Unknown backbone {backbone!r}; valid names are {available_backbones()} "
-                "(or pass an nn.Module)."
-            )
-        weights = self.weights
-        if not (weights is None or isinstance(weights, (str, os.PathLike))):
-            raise ValueError(
-                f"weights must be 'imagenet', None or a path to a state dict, got {weights!r}."
-            )
-        check_choice("aggregation", self.aggregation, AGGREGATIONS)
-        check_choice("precision", self.precision, PRECISIONS)
-        _check_number("freeze_epochs", self.freeze_epochs, 0, np.inf, integer=True)
-        _check_number("max_epochs", self.max_epochs, 1, np.inf, integer=True)
-        _check_number("lr_decay", self.lr_decay, 0.0, 1.0)
-        _check_number("label_smoothing", self.label_smoothing, 0.0, 1.0)
-        _check_number("dropout", self.dropout, 0.0, 1.0)
-        if self.patience is not None:
-            _check_number("patience", self.patience, 1, np.inf, integer=True)
-        if self.valid_size is not None and self.valid_size != 0:
-            _check_number("valid_size", self.valid_size, 0.0, 0.9)
-        _check_flag("augment", self.augment)
-        _check_flag("cache_features", self.cache_features)
+    def _check_params(self, names: Any = None) -> None:
+        """Check ``_parameter_constraints`` (all, or ``names``) as scikit-learn does.
+
+        skorch's ``NeuralNet._validate_params`` checks its ``prefix__name`` arguments and
+        shadows scikit-learn's method of that name, so the constraints are checked here with
+        the function scikit-learn's ``_validate_params`` calls: the same
+        ``InvalidParameterError`` (a ``ValueError``) naming the parameter and what it accepts.
+        """
+        constraints = self._parameter_constraints
+        if names is not None:
+            constraints = {name: constraints[name] for name in names}
+        validate_parameter_constraints(
+            constraints,
+            {name: getattr(self, name) for name in constraints},
+            caller_name=type(self).__name__,
+        )
 
     def _module_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of ``module`` derived from the estimator's parameters."""
@@ -139,56 +204,16 @@ class TileNetClassifier(NeuralNetClassifier):
             "tile_shape": self.tile_shape_,
         }
 
-    # -- device -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _concrete_device(self) -> Iterator[None]:
-        """Let skorch's internals see the resolved device while the block runs.
-
-        ``device="auto"`` is a parameter value and must stay what ``get_params`` returns, but
-        skorch moves modules and targets with ``.to(self.device)``. Inside this block (fit,
-        initialisation) ``self.device`` is the concrete device; ``device_`` keeps it after.
-        """
-        requested = self.device
-        resolved = resolve_device(requested)
-        self.device_ = resolved
-        if not _is_auto(requested):
-            yield
-            return
-        self.__dict__["device"] = resolved
-        try:
-            yield
-        finally:
-            if self.__dict__.get("device") == resolved:  # unless set_params changed it
-                self.__dict__["device"] = requested
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("negative_class", None)  # pickled before it was a parameter
+        super().__setstate__(state)
 
     def initialize(self) -> TileNetClassifier:
         if not hasattr(self, "tile_shape_"):
             raise ValueError(
                 f"{type(self).__name__} builds its module from the data; call fit(X, y)."
             )
-        with self._concrete_device():
-            return super().initialize()
-
-    def set_params(self, **params: Any) -> TileNetClassifier:
-        if not self.initialized_:
-            return super().set_params(**params)
-        with self._concrete_device():  # may re-initialise the module on the device
-            return super().set_params(**params)
-
-    def load_params(self, *args: Any, **kwargs: Any) -> None:
-        with self._concrete_device():
-            super().load_params(*args, **kwargs)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # skorch maps the tensors to state["device"], falling back to the CPU when CUDA is
-        # missing. "auto" means "whatever this machine has", decided here, quietly.
-        requested = state.get("device")
-        if _is_auto(requested):
-            state["device"] = resolve_device("auto")
-        super().__setstate__(state)
-        self.device_ = str(self.device)
-        if _is_auto(requested):
-            self.__dict__["device"] = requested
+        return super().initialize()
 
     # -- module, criterion, callbacks ---------------------------------------------------------
     def initialize_module(self) -> TileNetClassifier:
@@ -222,6 +247,7 @@ class TileNetClassifier(NeuralNetClassifier):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_acc", BatchAccuracy()),
             ("freeze_backbone", FreezeBackbone(self.freeze_epochs)),
+            ("feature_cache", FeatureCache()),  # after freeze_backbone: reads its decision
             ("lr_scheduler", PicklableLRScheduler(torch.optim.lr_scheduler.ExponentialLR,
                                          gamma=self.lr_decay)),
         ]  # fmt: skip
@@ -260,18 +286,6 @@ class TileNetClassifier(NeuralNetClassifier):
         )
         return Subset(dataset, train), Subset(dataset, valid)
 
-    def get_dataset(self, X: Any, y: Any = None) -> Any:
-        dataset = super().get_dataset(X, y)
-        # Inside fit, batches of the training data carry their row index for the phase-1
-        # feature cache (see _cached_features).
-        if (
-            X is self.__dict__.get("_cache_source")
-            and isinstance(dataset, ArrayDataset)
-            and self._feature_cache_applies()
-        ):
-            dataset.with_index = True
-        return dataset
-
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
@@ -293,59 +307,29 @@ class TileNetClassifier(NeuralNetClassifier):
     def infer(self, x: Any, **fit_params: Any) -> torch.Tensor:
         """Forward a uint8 batch on the device; ``fit_params`` (``groups``) are not for it.
 
-        A batch with row indices (``{"images", "index"}``, training data inside ``fit``) takes
-        the frozen CNN's pooled features from the phase-1 cache instead of recomputing them.
+        Inside ``fit`` a batch is ``{"images", "index"}`` (its rows in the training data):
+        during phase 1 the :class:`FeatureCache` callback then has the frozen CNN's pooled
+        features of those rows, and the backbone pass is skipped.
         """
-        index = None
-        if isinstance(x, dict):
-            x, index = x["images"], x["index"]
+        cached = None
+        if isinstance(x, Mapping):
+            cache = dict(self.callbacks_).get("feature_cache")
+            cached = cache.lookup(x["index"]) if isinstance(cache, FeatureCache) else None
+            x = x["images"]
         x = to_tensor(x, device=None)
         x = x.to(self.device_, non_blocking=True)
-        cached = None if index is None else self._cached_features(index)
         with autocast(self.device_, self.precision):
             if cached is None:
                 return self.module_(x).float()
             return self.module_(x, cnn_pooled=cached).float()
 
-    # -- phase 1: features of the frozen CNN, computed once --------------------------------------
-    def _feature_cache_applies(self) -> bool:
-        """Caching is exact only when a frozen CNN sees the same tiles every epoch."""
-        return (
-            bool(self.cache_features)
-            and not self.augment
-            and self.freeze_epochs > 0
-            and getattr(self.module_, "accepts_cached_features", False)
-        )
-
-    def _cached_features(self, index: torch.Tensor) -> torch.Tensor | None:
-        """Pooled CNN features of training rows ``index``, or None outside phase 1.
-
-        Computed for every training and validation row at the first frozen batch, in eval
-        mode and without autograd (as the frozen backbone runs anyway), and freed when the
-        backbone is unfrozen: memory ``n_tiles x C`` floats, only during phase 1.
-        """
-        if not self.module_.backbone_frozen or not self._feature_cache_applies():
-            self.__dict__.pop("_feature_cache", None)
-            return None
-        cache = self.__dict__.get("_feature_cache")
-        if cache is None:
-            source = self.__dict__["_cache_source"]
-            cache = pooled_features_into(
-                torch.empty((len(source), self.module_.backbone.out_channels), device=self.device_),
-                self.module_,
-                source,
-                batch_size=self.batch_size,
-                device=self.device_,
-                precision=self.precision,
-            )
-            self.__dict__["_feature_cache"] = cache
-        return cache[index.to(cache.device)]
-
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         self._set_training(True)
         Xi, yi = unpack_data(batch)
         if self.augment:
-            Xi = random_dihedral(to_tensor(Xi, device=self.device_))
+            # New views every batch: no cached features apply, the row index is not needed.
+            images = Xi["images"] if isinstance(Xi, Mapping) else Xi
+            Xi = random_dihedral(to_tensor(images, device=self.device_))
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         loss.backward()
@@ -404,13 +388,11 @@ class TileNetClassifier(NeuralNetClassifier):
             with seeded_torch(seed, self.device_):
                 if not continuing:
                     self.initialize()
-                # Transient, never pickled: the training tiles (for the phase-1 cache).
-                self.__dict__["_cache_source"] = data.tiles
-                try:
-                    NeuralNet.partial_fit(self, data.tiles, codes, groups=data.groups)
-                finally:
-                    self.__dict__.pop("_cache_source", None)
-                    self.__dict__.pop("_feature_cache", None)
+                dataset = self.get_dataset(data.tiles, codes)
+                if isinstance(dataset, ArrayDataset):
+                    # Batches carry their row index, for the FeatureCache callback.
+                    dataset.with_index = True
+                NeuralNet.partial_fit(self, dataset, codes, groups=data.groups)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
@@ -444,7 +426,7 @@ class TileNetClassifier(NeuralNetClassifier):
         ``aggregation`` (every row sums to 1).
         """
         self.check_is_fitted()  # NotFittedError before any complaint about X
-        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        self._check_params(["aggregation"])  # may be set after fit: the network is the same
         tiles, n_tiles = prepare_predict_tiles(X)
         proba = self._tile_proba(tiles)
         if n_tiles is None:
@@ -452,7 +434,7 @@ class TileNetClassifier(NeuralNetClassifier):
         negative_index = 0
         if self.aggregation == "mil":
             negative_index = resolve_class_roles(
-                self.classes_, negative_class=getattr(self, "negative_class", None)
+                self.classes_, negative_class=self.negative_class
             ).negative_index
         return aggregate_proba(
             unflatten_tiles(proba, n_tiles), self.aggregation, negative_index=negative_index

@@ -5,10 +5,13 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
-__all__ = ["BatchAccuracy", "BestEpoch", "FreezeBackbone", "PicklableLRScheduler"]
+from ._data import ArrayDataset, pooled_features_into
+
+__all__ = ["BatchAccuracy", "BestEpoch", "FeatureCache", "FreezeBackbone", "PicklableLRScheduler"]
 
 
 class FreezeBackbone(Callback):
@@ -32,6 +35,68 @@ class FreezeBackbone(Callback):
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         # A fitted model is a plain trainable module again (warm starts, manual fine-tuning).
         net.module_.freeze_backbone(False)
+
+
+class FeatureCache(Callback):
+    """Phase 1 with a frozen CNN: its pooled features of every tile, computed once.
+
+    A frozen backbone (eval mode, no gradient) maps a tile to the same features every epoch,
+    so when an epoch begins with the backbone frozen (after :class:`FreezeBackbone`, which
+    must come first in the callbacks) the features of all rows of the training data
+    (training and validation rows: ``n_tiles x C`` floats on the device) are computed in
+    one pass and :meth:`lookup` serves them to the net's ``infer`` by row index; they are
+    freed when an epoch begins with the backbone unfrozen, and at the end of training.
+
+    It works only when the training data is an :class:`ArrayDataset` serving row indices
+    (``with_index=True``, as the estimators' ``fit`` builds it), the net's
+    ``cache_features`` is true, ``augment`` is false (every epoch sees new views) and the
+    module ``accepts_cached_features``; otherwise it does nothing and :meth:`lookup` returns
+    None.
+    """
+
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        applies = (
+            isinstance(X, ArrayDataset)
+            and X.with_index
+            and bool(getattr(net, "cache_features", True))
+            and not getattr(net, "augment", False)
+            and getattr(net.module_, "accepts_cached_features", False)
+        )
+        # Transient state: the training tiles (a reference) and their features.
+        self.tiles_: np.ndarray | None = X.X if applies else None
+        self.features_: torch.Tensor | None = None
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        if self.tiles_ is None or not net.module_.backbone_frozen:
+            self.features_ = None
+            return
+        if self.features_ is None:
+            tiles = self.tiles_
+            batch_size = net.batch_size if net.batch_size > 0 else len(tiles)  # -1: all
+            self.features_ = pooled_features_into(
+                torch.empty((len(tiles), net.module_.backbone.out_channels), device=net.device_),
+                net.module_,
+                tiles,
+                batch_size=batch_size,
+                device=net.device_,
+                precision=net.precision,
+            )
+
+    def lookup(self, index: torch.Tensor) -> torch.Tensor | None:
+        """Cached pooled features ``(B, C)`` of training rows ``index``, or None."""
+        features = getattr(self, "features_", None)
+        if features is None:
+            return None
+        return features[index.to(features.device)]
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        self.tiles_ = self.features_ = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickled (a fit interrupted by an exception skips on_train_end).
+        state = self.__dict__.copy()
+        state["tiles_"] = state["features_"] = None
+        return state
 
 
 class BatchAccuracy(Callback):

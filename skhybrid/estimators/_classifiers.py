@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from typing import Any, ClassVar
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ..nn import CNN, FUSIONS, RNN_INPUTS, STAIN_MAPS, HybridCNNLSTM
-from ._base import TileNetClassifier, check_choice
-from ._data import ArrayDataset
+from ._base import TileNetClassifier
 
 __all__ = ["CNNClassifier", "HybridCNNLSTMClassifier"]
 
@@ -36,9 +37,15 @@ _COMMON_PARAMETERS = """
         probabilities: the mean of the tile distributions; the per-class maximum over tiles
         renormalised to sum to 1; the fraction of tiles voting for each class (majority
         vote, ties to the first class of ``classes_``); or the multiple-instance rule, an
-        image is positive as soon as one tile is (``P(negative) = min_t p_t(classes_[0])``;
+        image is positive as soon as one tile is (``P(negative) = min_t p_t(negative)``;
         the natural choice after self-learning, see :func:`aggregate_proba`). Rows always
         sum to 1.
+    negative_class : label, default=None
+        The negative class of ``aggregation="mil"`` (e.g. ``"benign"``). ``None`` infers it
+        with :func:`skhybrid.class_roles.resolve_class_roles` (``"benign"``/``"normal"``/
+        ``"B"``, else the smallest numeric class), else an error asks for it; the same
+        parameter as :class:`~skhybrid.self_learning.SelfLearningRelabeler`'s. Not used by
+        the other aggregations.
     augment : bool, default=False
         Random flips and 90-degree rotations of the training batches (on the device, seeded
         by ``random_state``); non-square tiles get flips only. Not used in the paper.
@@ -142,6 +149,7 @@ class CNNClassifier(TileNetClassifier):
         label_smoothing: float = 0.1,
         dropout: float = 0.5,
         aggregation: str = "mean",
+        negative_class: Any = None,
         augment: bool = False,
         cache_features: bool = True,
         patience: int | None = None,
@@ -157,37 +165,36 @@ class CNNClassifier(TileNetClassifier):
         classes: Any = None,
         **kwargs: Any,
     ) -> None:
-        # Set before skorch's __init__, which treats attributes set later as components.
-        self.backbone = backbone
-        self.weights = weights
-        self.freeze_epochs = freeze_epochs
-        self.lr_decay = lr_decay
-        self.label_smoothing = label_smoothing
-        self.dropout = dropout
-        self.aggregation = aggregation
-        self.augment = augment
-        self.cache_features = cache_features
-        self.patience = patience
-        self.valid_size = valid_size
-        self.random_state = random_state
-        self.precision = precision
-        kwargs.setdefault("dataset", ArrayDataset)
         super().__init__(
             module,
+            backbone=backbone,
+            weights=weights,
+            freeze_epochs=freeze_epochs,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            lr_decay=lr_decay,
+            label_smoothing=label_smoothing,
+            dropout=dropout,
+            aggregation=aggregation,
+            negative_class=negative_class,
+            augment=augment,
+            cache_features=cache_features,
+            patience=patience,
+            valid_size=valid_size,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            precision=precision,
             criterion=criterion,
             optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
             train_split=train_split,
             classes=classes,
-            device=device,
-            verbose=verbose,
             **kwargs,
         )
 
 
-class HybridCNNLSTMClassifier(CNNClassifier):
+class HybridCNNLSTMClassifier(TileNetClassifier):
     __doc__ = (
         """The paper's hybrid CNN-LSTM tile classifier with attention fusion, with skorch.
 
@@ -222,6 +229,15 @@ class HybridCNNLSTMClassifier(CNNClassifier):
         + _COMMON_PARAMETERS
     )
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TileNetClassifier._parameter_constraints,
+        "lstm_hidden_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "rnn_input": [StrOptions(set(RNN_INPUTS))],
+        "rnn_map": [StrOptions(set(STAIN_MAPS))],
+        "rnn_map_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list, None],
+        "fusion": [StrOptions(set(FUSIONS))],
+    }
+
     def __init__(
         self,
         backbone: str | nn.Module = "resnet101",
@@ -240,6 +256,7 @@ class HybridCNNLSTMClassifier(CNNClassifier):
         label_smoothing: float = 0.1,
         dropout: float = 0.5,
         aggregation: str = "mean",
+        negative_class: Any = None,
         augment: bool = False,
         cache_features: bool = True,
         patience: int | None = None,
@@ -261,7 +278,8 @@ class HybridCNNLSTMClassifier(CNNClassifier):
         self.rnn_map_size = rnn_map_size
         self.fusion = fusion
         super().__init__(
-            backbone,
+            module,
+            backbone=backbone,
             weights=weights,
             freeze_epochs=freeze_epochs,
             max_epochs=max_epochs,
@@ -271,6 +289,7 @@ class HybridCNNLSTMClassifier(CNNClassifier):
             label_smoothing=label_smoothing,
             dropout=dropout,
             aggregation=aggregation,
+            negative_class=negative_class,
             augment=augment,
             cache_features=cache_features,
             patience=patience,
@@ -279,19 +298,12 @@ class HybridCNNLSTMClassifier(CNNClassifier):
             random_state=random_state,
             verbose=verbose,
             precision=precision,
-            module=module,
             criterion=criterion,
             optimizer=optimizer,
             train_split=train_split,
             classes=classes,
             **kwargs,
         )
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_choice("fusion", self.fusion, FUSIONS)
-        check_choice("rnn_input", self.rnn_input, RNN_INPUTS)
-        check_choice("rnn_map", self.rnn_map, STAIN_MAPS)
 
     def _module_kwargs(self) -> dict[str, Any]:
         return {

@@ -37,7 +37,6 @@ class FitInputs:
     tiles: np.ndarray
     y: np.ndarray
     groups: np.ndarray | None
-    is_bags: bool
 
 
 def prepare_fit_inputs(X: Any, y: Any, groups: Any = None) -> FitInputs:
@@ -66,7 +65,7 @@ def prepare_fit_inputs(X: Any, y: Any, groups: Any = None) -> FitInputs:
                     f"got shape {groups.shape}."
                 )
             tile_groups = groups[image_index]
-        return FitInputs(tiles, tile_y, tile_groups, True)
+        return FitInputs(tiles, tile_y, tile_groups)
     tiles = check_image_array(array, what="images (or tiles)")
     y = np.asarray(y)
     if y.shape != (len(tiles),):
@@ -75,7 +74,7 @@ def prepare_fit_inputs(X: Any, y: Any, groups: Any = None) -> FitInputs:
         groups = np.asarray(groups)
         if groups.shape != (len(tiles),):
             raise ValueError(f"groups must have shape ({len(tiles)},), got {groups.shape}.")
-    return FitInputs(tiles, y, groups, False)
+    return FitInputs(tiles, y, groups)
 
 
 def prepare_predict_tiles(X: Any) -> tuple[np.ndarray, int | None]:
@@ -146,18 +145,19 @@ class ArrayDataset(torch.utils.data.Dataset):
     X : ndarray of shape (N, ...)
     y : ndarray of shape (N,), optional
         Integer class codes; missing targets are served as zeros (skorch's convention).
-
-    Attributes
-    ----------
-    with_index : bool
-        When True, a batch's inputs are ``{"images": X[indices], "index": indices}``, so the
-        estimator can look up features cached per sample (phase 1 with a frozen CNN).
+    with_index : bool, default=False
+        When True, a batch's inputs are ``{"images": X[indices], "index": indices}``: the
+        estimators' ``fit`` serves the training data so, for the
+        :class:`~skhybrid.estimators._callbacks.FeatureCache` callback (features cached per
+        row in phase 1, with a frozen CNN).
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray | None = None, *, with_index: bool = False
+    ) -> None:
         self.X = X
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
-        self.with_index = False
+        self.with_index = with_index
 
     def __len__(self) -> int:
         return len(self.X)

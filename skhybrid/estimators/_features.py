@@ -6,17 +6,18 @@ import copy
 import io
 import numbers
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ..nn import BackboneModel, available_backbones
+from ..nn import BackboneModel
 from ..tiling import unflatten_tiles
-from ._base import check_choice
+from ._base import BACKBONE_CONSTRAINT, WEIGHTS_CONSTRAINT
 from ._data import pooled_features_into, prepare_predict_tiles
 from ._runtime import PRECISIONS, resolve_device
 
@@ -70,6 +71,13 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     a GPU loads on a CPU-only machine.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "backbone": BACKBONE_CONSTRAINT,
+        "weights": WEIGHTS_CONSTRAINT,
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
+    }
+
     def __init__(
         self,
         backbone: str | nn.Module = "resnet101",
@@ -85,16 +93,6 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.device = device
         self.precision = precision
 
-    def _check_params(self) -> None:
-        if not isinstance(self.backbone, nn.Module) and self.backbone not in available_backbones():
-            raise ValueError(
-                f"Unknown backbone {self.backbone!r}; valid names are {available_backbones()} "
-                "(or pass an nn.Module)."
-            )
-        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        check_choice("precision", self.precision, PRECISIONS)
-
     def _build(self, weights: Any, tile_shape: tuple[int, int]) -> nn.Module:
         backbone = self.backbone
         if isinstance(backbone, nn.Module):
@@ -105,7 +103,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> CNNFeatureExtractor:
         """Build the frozen network and check ``X`` (images/tiles or bags, uint8)."""
-        self._check_params()
+        self._validate_params()
         tiles, _ = prepare_predict_tiles(X)
         self.device_ = resolve_device(self.device)
         self.tile_shape_ = (int(tiles.shape[1]), int(tiles.shape[2]))
@@ -161,10 +159,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             )
             device = "cpu"
         self.device_ = device
-        if isinstance(module_state, dict):  # files written before the weights were bytes
-            weights = module_state
-        else:
-            weights = torch.load(io.BytesIO(module_state), map_location=device, weights_only=True)
+        weights = torch.load(io.BytesIO(module_state), map_location=device, weights_only=True)
         # weights=None: the saved state replaces the initial weights, no file needed.
         module = self._build(None, self.tile_shape_)
         module.load_state_dict(weights)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -47,10 +49,13 @@ class CNN(BackboneModel):
         self.fc = nn.Linear(self.backbone.out_channels, n_classes)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features ``(B, C)`` of uint8 images ``(B, h, w, 3)``."""
+        """Deprecated alias of :meth:`pooled_features` (removed in a future release)."""
+        warnings.warn(
+            "CNN.features is deprecated; use CNN.pooled_features.", FutureWarning, stacklevel=2
+        )
         return self.pooled_features(images)
 
     def forward(self, images: torch.Tensor, cnn_pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, k)``; ``cnn_pooled`` (B, C) replaces the backbone pass when given."""
-        features = self.features(images) if cnn_pooled is None else cnn_pooled
+        features = self.pooled_features(images) if cnn_pooled is None else cnn_pooled
         return self.fc(self.dropout(features))
