@@ -84,7 +84,7 @@ def test_unknown_benchmark_is_rejected():
 
 def test_discovery_finds_the_benchmark_modules():
     names = benchmarks.discover()
-    assert {"tiling", "memory"} <= set(names)
+    assert {"tiling", "memory", "backbones"} <= set(names)
 
 
 def test_command_line_runs_the_tiler_benchmark_in_smoke_mode(tmp_path, capsys):
