@@ -84,7 +84,7 @@ def test_unknown_benchmark_is_rejected():
 
 def test_discovery_finds_the_benchmark_modules():
     names = benchmarks.discover()
-    assert {"tiling", "memory"} <= set(names)
+    assert {"tiling", "memory", "backbones"} <= set(names)
 
 
 def test_command_line_runs_the_tiler_benchmark_in_smoke_mode(tmp_path, capsys):
@@ -137,3 +137,42 @@ def test_cuda_benchmark_code_runs_on_the_cpu_and_its_loops_match_the_estimator(m
     assert all(row["value"] > 0 and row["reference"] > 0 for row in rows)
     agree = float(rows[1]["note"].rsplit(" ", 1)[-1])
     assert agree < 1e-5
+
+
+def test_backbones_benchmark_rows_at_smoke_size(monkeypatch):
+    """EfficientNet-Lite0, resnet18 and resnet101 against the conv peak, on the CPU, tiny."""
+    pytest.importorskip("timm")
+    from benchmarks import bench_backbones
+
+    monkeypatch.setattr(_common, "MODE", "smoke")
+    rows = bench_backbones.measure("cpu")
+    assert [row["name"] for row in rows] == [
+        f"backbones: {model} {kind} vs conv peak"
+        if model != "lite"
+        else f"backbones: efficientnet_lite0 vs resnet101 {kind}"
+        for kind in ("inference forward", "training step")
+        for model in (*bench_backbones.MODELS, "lite")
+    ]
+    peak = rows[0]["reference"]
+    assert peak > 0 and all(row["value"] > 0 for row in rows)
+    for row in rows:
+        if row["unit"] == "GFLOP/s":  # the same measured peak for every model
+            assert row["reference"] == peak and row["goal"] is None
+        else:
+            assert row["goal"] == 2.0 and isinstance(row["met"], bool)
+        assert row["ratio"] == pytest.approx(row["value"] / row["reference"])
+
+
+def test_backbones_benchmark_counts_depthwise_backward_flops_correctly():
+    # torch's FlopCounterMode counts a grouped conv's backward as a dense one's; the benchmark
+    # corrects it, so forward + backward is three forwards for a depthwise conv too.
+    import torch
+
+    from benchmarks.bench_backbones import _flops
+
+    for groups in (1, 16):
+        conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups)
+        x = torch.randn(2, 16, 8, 8)
+        forward = _flops(lambda conv=conv, x=x: conv(x))
+        assert forward == 2 * 2 * 16 * (16 // groups) * 9 * 8 * 8
+        assert _flops(lambda conv=conv, x=x: conv(x).sum().backward()) == 3 * forward

@@ -18,13 +18,30 @@ PAPER_BACKBONES = ("vgg19", "googlenet", "resnet101")
 def test_registry_holds_the_papers_backbones_and_light_ones():
     names = available_backbones()
     for name in (*PAPER_BACKBONES, "resnet18", "resnet50", "densenet121", "efficientnet_b0",
-                 "mobilenet_v3_small", "convnext_tiny"):  # fmt: skip
+                 "mobilenet_v3_small", "convnext_tiny", "efficientnet_lite0"):  # fmt: skip
         assert name in names
+
+
+def test_backbone_names_include_timm_models_by_prefix():
+    from skhybrid.nn.backbones import is_backbone_name
+
+    assert is_backbone_name("efficientnet_lite0") and is_backbone_name("resnet101")
+    assert is_backbone_name("timm:resnet10t")
+    assert not is_backbone_name("timm:resnet7") and not is_backbone_name("resnet7")
+    assert not is_backbone_name(None)
+    assert not any(name.startswith("timm:") for name in available_backbones())
 
 
 @pytest.mark.parametrize(
     ("name", "channels"),
-    [("resnet18", 512), ("mobilenet_v3_small", 576), ("googlenet", 1024), ("vgg19", 512)],
+    [
+        ("resnet18", 512),
+        ("mobilenet_v3_small", 576),
+        ("googlenet", 1024),
+        ("vgg19", 512),
+        ("efficientnet_lite0", 1280),
+        ("timm:resnet10t", 512),
+    ],
 )
 def test_backbone_gives_a_spatial_map_of_its_channels(name, channels):
     backbone = build_backbone(name, weights=None).eval()
@@ -38,6 +55,19 @@ def test_unknown_backbone_lists_valid_names():
     with pytest.raises(ValueError, match="Unknown backbone 'resnet7'") as info:
         build_backbone("resnet7")
     assert "resnet101" in str(info.value) and "vgg19" in str(info.value)
+    assert "'timm:<name>'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "timm:resnet10t"])
+def test_timm_based_backbones_survive_pickling(name):
+    import pickle
+
+    backbone = build_backbone(name, weights=None).eval()
+    copy = pickle.loads(pickle.dumps(backbone))
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(copy(x), backbone(x))
+    assert copy.name == name and copy.out_channels == backbone.out_channels
 
 
 def test_custom_module_backbone_measures_its_channels_and_pooled_output_is_4d():

