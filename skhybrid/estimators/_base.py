@@ -38,6 +38,7 @@ from torch.utils.data import Subset
 from ..class_roles import resolve_class_roles
 from ..nn import available_backbones
 from ..nn.augment import random_dihedral
+from ..nn.backbones import is_backbone_name
 from ..tiling import unflatten_tiles
 from ._aggregate import AGGREGATIONS, aggregate_proba
 from ._callbacks import (
@@ -70,8 +71,27 @@ __all__ = ["TileNetClassifier"]
 # __setattr__ would otherwise register a module assigned after __init__ as a net component.
 _PLAIN_MODULE_PARAMS = frozenset({"backbone"})
 
+
+class _BackboneName(StrOptions):
+    """A backbone name :func:`skhybrid.nn.build_backbone` knows: the registry or ``timm:<model>``.
+
+    The registry's names are the options; the open set of timm model names is accepted by the
+    registry's own test (:func:`skhybrid.nn.backbones.is_backbone_name`). A ``StrOptions``
+    subclass because scikit-learn accepts only its own constraint classes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(set(available_backbones()))
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        return is_backbone_name(val)
+
+    def __str__(self) -> str:
+        return f"a str among {sorted(available_backbones())} or 'timm:<a timm model name>'"
+
+
 #: The constraint of ``backbone`` (shared with CNNFeatureExtractor).
-BACKBONE_CONSTRAINT = [StrOptions(set(available_backbones())), nn.Module]
+BACKBONE_CONSTRAINT = [_BackboneName(), nn.Module]
 #: The constraint of ``weights``: "imagenet", None or a path to a state dict.
 WEIGHTS_CONSTRAINT = [str, os.PathLike, None]
 

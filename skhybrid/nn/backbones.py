@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..stain_maths import IMAGENET_MEAN, IMAGENET_STD
 from .efficientnet_lite import (
     LITE_BACKBONES,
     convert_lite_state_dict,
@@ -59,7 +60,7 @@ class _GoogLeNetFeatures(nn.Module):
         ]  # fmt: skip
         self.body = nn.Sequential(*(getattr(model, name) for name in names))
         # (x * std + mean - 0.5) / 0.5 per channel, as GoogLeNet._transform_input.
-        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("_scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
 
