@@ -83,3 +83,13 @@ def test_constants_are_the_single_shared_objects():
 def test_the_luminance_map_uses_the_shared_luma():
     x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)  # pure red: Y is the red weight
     assert luminance_map(x).item() == pytest.approx(1 - stain_maths.LUMA[0])
+
+
+def test_the_lstm_reads_hematoxylin_in_natural_optical_density_units():
+    from skhybrid.nn.stain import LSTM_MAP_SCALE, one_channel_map
+
+    x = torch.rand(2, 3, 8, 8)
+    h = hematoxylin_map(x)
+    torch.testing.assert_close(one_channel_map(x, "hematoxylin"), h * -np.log(1e-6))
+    torch.testing.assert_close(one_channel_map(x, "luminance"), luminance_map(x))
+    assert LSTM_MAP_SCALE["hematoxylin"] == pytest.approx(13.8155, abs=1e-4)

@@ -53,10 +53,17 @@ def luminance_map(x: torch.Tensor) -> torch.Tensor:
 
 STAIN_MAPS = {"hematoxylin": hematoxylin_map, "luminance": luminance_map}
 
+#: Factor from each map to the LSTM's input. scikit-image divides the optical density by
+#: ``-ln(1e-6) = 13.8`` (so black is 1); the LSTM reads hematoxylin in natural optical-density
+#: units (absorbance in nepers, ``-ln(transmission)``: about 1.5 to 3 on nuclei), the scale the
+#: model was tuned on: at skimage's scale (0.1 to 0.2 on nuclei) the LSTM's signal is 14 times
+#: weaker and a 3-epoch hybrid fit no longer learned (measured: image accuracy 0.33 vs > 0.6).
+LSTM_MAP_SCALE = {"hematoxylin": -math.log(OD_FLOOR), "luminance": 1.0}
+
 
 def one_channel_map(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Dispatch to :data:`STAIN_MAPS` by name."""
+    """The LSTM's input map by name: ``STAIN_MAPS[kind](x) * LSTM_MAP_SCALE[kind]``."""
     try:
-        return STAIN_MAPS[kind](x)
+        return STAIN_MAPS[kind](x) * LSTM_MAP_SCALE[kind]
     except KeyError:
         raise ValueError(f"Unknown map {kind!r}; valid maps are {sorted(STAIN_MAPS)}.") from None
