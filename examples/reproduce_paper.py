@@ -38,7 +38,7 @@ import numpy as np
 
 from skhybrid import SubImageTiler, load_breakhis, make_histology
 from skhybrid.metrics import format_reports
-from skhybrid.workflow import default_aggregation, make_classifier, run_experiment
+from skhybrid.workflow import make_classifier, run_experiment
 
 PAPER_BACKBONES = ("vgg19", "googlenet", "resnet101")
 MAGNIFICATIONS = ("40X", "100X", "200X", "400X")
@@ -295,11 +295,8 @@ def main() -> None:
                             data["X"],
                             data["y"],
                             data["patients"],
-                            classifier=make_classifier(
-                                model,
-                                **classifier_params(args, backbone),
-                                aggregation=default_aggregation(rounds),
-                            ),
+                            # aggregation: run_experiment picks "mil" after self-learning
+                            classifier=make_classifier(model, **classifier_params(args, backbone)),
                             tiler=SubImageTiler(grid=(3, 3), tile_size=(args.tile_size,) * 2),
                             protocol=protocol,
                             self_learning_rounds=rounds,
