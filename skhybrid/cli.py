@@ -483,8 +483,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands -----------------------------------------------------------------------------------
-def _classifier_params(args: argparse.Namespace) -> dict[str, Any]:
-    """Estimator parameters of the options; unset ones follow the estimators' defaults."""
+def _classifier_params(args: argparse.Namespace, *, demo: bool | None = None) -> dict[str, Any]:
+    """Estimator parameters of the options; unset ones follow the estimators' defaults.
+
+    ``demo`` is ignored (each command's parser now holds its own batch size); kept so that
+    older callers keep working.
+    """
     defaults = _defaults()
     pretrained = args.weights is not None
     return {
