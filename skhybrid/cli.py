@@ -176,6 +176,21 @@ def _weights(text: str) -> str | None:
     return text
 
 
+def _device(text: str) -> str:
+    """``auto`` or a torch device that exists here, checked before any data is loaded."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    return text
+
+
 def _defaults() -> dict[str, Any]:
     """Shared defaults, read from the Python API so that both say the same."""
     import inspect
@@ -266,6 +281,7 @@ def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     group.add_argument(
         "--device",
         metavar="D",
+        type=_device,
         default=defaults["device"],
         help="auto (CUDA when available), cpu, cuda or any torch device such as cuda:1",
     )

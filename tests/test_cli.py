@@ -222,6 +222,7 @@ def test_weights_file_that_is_not_torch_is_a_one_line_error(tmp_path, capsys):
         (["train", "data", "--aggregation", "median"], "invalid choice"),
         (["train", "data", "--backbone", "resnet7"], "invalid choice"),
         (["demo", "--tile-size", "0x4"], "positive"),
+        (["demo", "--device", "gpu7"], "not a torch device"),
         ([], "required"),
     ],
 )

@@ -74,8 +74,7 @@ def test_score_images_reports_agree_with_the_models_own_predictions():
 
 
 def test_command_line_split_choices_are_the_workflow_protocols():
-    """The command line lists the protocols itself (it keeps sklearn out of ``--help``); they
-    must stay those ``run_experiment`` accepts."""
+    """The command line's ``--split`` choices are the protocols ``run_experiment`` accepts."""
     import argparse
 
     from skhybrid.cli import _build_parser
