@@ -158,8 +158,11 @@ def _positive_float(text: str) -> float:
 
 
 def _test_fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 0.5:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 0.5:
         raise argparse.ArgumentTypeError(f"must be in (0, 0.5], got {text}")
     return value
 

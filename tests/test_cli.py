@@ -218,6 +218,7 @@ def test_weights_file_that_is_not_torch_is_a_one_line_error(tmp_path, capsys):
     [
         (["demo", "--n-images", "4"], "at least 16"),
         (["demo", "--test-size", "0.9"], "(0, 0.5]"),
+        (["demo", "--test-size", "0"], "(0, 0.5]"),
         (["train", "data", "--self-learning-rounds", "-1"], "at least 0"),
         (["train", "data", "--aggregation", "median"], "invalid choice"),
         (["train", "data", "--backbone", "resnet7"], "invalid choice"),
