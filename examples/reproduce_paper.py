@@ -38,7 +38,7 @@ import numpy as np
 
 from skhybrid import SubImageTiler, load_breakhis, make_histology
 from skhybrid.metrics import format_reports
-from skhybrid.workflow import default_aggregation, make_classifier, run_experiment
+from skhybrid.workflow import classifier_defaults, make_classifier, run_experiment
 
 PAPER_BACKBONES = ("vgg19", "googlenet", "resnet101")
 MAGNIFICATIONS = ("40X", "100X", "200X", "400X")
@@ -69,8 +69,9 @@ QUICK_PRESET: dict[str, Any] = {
     "n_images": 48,
     "image_size": (96, 144),
 }
-#: Phase-1 epochs (CNN frozen) with pretrained weights, as ``skhybrid train``; 0 from scratch.
-PRETRAINED_FREEZE_EPOCHS = 5
+#: Phase-1 epochs (CNN frozen) with pretrained weights: the estimators' default, as
+#: ``skhybrid train``; 0 from scratch.
+PRETRAINED_FREEZE_EPOCHS = classifier_defaults()["freeze_epochs"]
 
 
 def _preset_help(text: str, key: str) -> str:
@@ -295,11 +296,8 @@ def main() -> None:
                             data["X"],
                             data["y"],
                             data["patients"],
-                            classifier=make_classifier(
-                                model,
-                                **classifier_params(args, backbone),
-                                aggregation=default_aggregation(rounds),
-                            ),
+                            # aggregation: run_experiment picks "mil" after self-learning
+                            classifier=make_classifier(model, **classifier_params(args, backbone)),
                             tiler=SubImageTiler(grid=(3, 3), tile_size=(args.tile_size,) * 2),
                             protocol=protocol,
                             self_learning_rounds=rounds,

@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skhybrid.datasets import make_histology
 from skhybrid.features import ColorTextureFeatures
+from skhybrid.reporting import format_self_learning_history
 from skhybrid.self_learning import SelfLearningRelabeler
 from skhybrid.tiling import SubImageTiler
 
@@ -51,7 +52,7 @@ def main() -> None:
     relabeler.fit(bags, labels, groups=data.patient)
 
     print("\nTile labels per round (the paper's Table 4):\n")
-    print(relabeler.format_history(tile_truth=tile_truth))
+    print(format_self_learning_history(relabeler, tile_truth=tile_truth))
 
     inherited = np.repeat(labels[:, None], bags.shape[1], axis=1)
     print(f"\nTile-label accuracy, inherited labels: {np.mean(inherited == tile_truth):.3f}")

@@ -1,38 +1,125 @@
 """The ``skhybrid`` command line: ``demo``, ``train``, ``evaluate`` and ``predict``.
 
 Every command splits patient-wise unless told otherwise, prints a paper-style report and writes
-what it measured to an output folder. Errors a user can fix (a wrong path, a bad option, missing
-weights) are printed as one line, not a traceback (``--traceback`` shows it).
+what it measured to an output folder.
+
+Exit status: 0 on success; 1 for an error the user can fix (a :class:`skhybrid.exceptions.
+SkhybridError`, missing pretrained weights, an unreadable image, an estimator parameter out of
+range), printed as one line; 2 for a malformed command line (argparse); 1 with a traceback for
+anything else, which is a bug. ``--traceback`` (before or after the command) shows the traceback
+of a user error too.
+
+Defaults and choices come from the library (the estimators' signatures, ``AGGREGATIONS``,
+``FUSIONS``, ``PROTOCOLS``, ``PRECISIONS``, :func:`skhybrid.nn.available_backbones`), so the
+command line and the Python API cannot drift apart; where the command line differs on purpose
+(``--weights none``, the small ``demo``), its help says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
+from .exceptions import PathNotFoundError, SkhybridError, UserError
+
 __all__ = ["main"]
 
+#: The demo runs in minutes on a CPU: smaller than the paper's settings on purpose.
 _DEMO_DEFAULTS = {
     "n_images": 96,
-    "image_size": (230, 350),
-    "tile_size": (48, 48),
+    "image_size": "230x350",
+    "tile_size": "48",
     "backbone": "resnet18",
     "epochs": 12,
-    "rounds": 4,
+    "batch_size": 32,
 }
+_MIN_DEMO_IMAGES = 16
+#: Learning rate from scratch: the estimators' 1e-4 (the paper's, for fine-tuning pretrained
+#: weights) is too slow for a randomly initialised CNN.
+_SCRATCH_LR = 1e-3
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback."""
+# -- errors -------------------------------------------------------------------------------------
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions printed as one line: what the user can fix, not bugs.
+
+    skhybrid's own :class:`~skhybrid.exceptions.SkhybridError`, plus the library's older
+    user-facing classes and scikit-learn's ``InvalidParameterError`` (an estimator parameter,
+    i.e. an option, out of range).
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from ._images import UnreadableImageError
+    from .nn.weights import MissingWeightsError
+
+    return (SkhybridError, MissingWeightsError, UnreadableImageError, InvalidParameterError)
+
+
+# -- output without colour in pipes -------------------------------------------------------------
+def _colour_allowed(stream: TextIO) -> bool:
+    """ANSI colours only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _StripAnsi:
+    """A text stream wrapper that drops ANSI escape codes (skorch colours its epoch table)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_ANSI.sub("", text))
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # flush, encoding, fileno, ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _plain_output() -> Iterator[None]:
+    """Strip colour codes from stdout / stderr when they are not terminals (or NO_COLOR)."""
+    saved = sys.stdout, sys.stderr
+    if not _colour_allowed(sys.stdout):
+        sys.stdout = _StripAnsi(sys.stdout)  # type: ignore[assignment]
+    if not _colour_allowed(sys.stderr):
+        sys.stderr = _StripAnsi(sys.stderr)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 # -- argument helpers ---------------------------------------------------------------------------
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append ``(default: ...)`` to every option that has a value as default.
+
+    ``None`` (the help says what happens) and ``False`` (a flag) are not shown.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def _size(text: str) -> tuple[int, int]:
     """Parse ``224`` or ``224x224`` (height x width)."""
     try:
@@ -44,6 +131,40 @@ def _size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected N or HxW with positive numbers, got {text!r}")
     return parts[0], parts[1]
+
+
+def _int_at_least(minimum: int, why: str = ""):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{why}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _test_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be in (0, 0.5], got {text}")
+    return value
 
 
 def _weights(text: str) -> str | None:
@@ -58,53 +179,121 @@ def _weights(text: str) -> str | None:
     return text
 
 
-def _model_options(parser: argparse.ArgumentParser, *, backbone: str, epochs: int) -> None:
+def _device(text: str) -> str:
+    """``auto`` or a torch device that exists here, checked before any data is loaded."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    return text
+
+
+def _defaults() -> dict[str, Any]:
+    """Shared defaults, read from the Python API so that both say the same."""
+    import inspect
+
+    from .workflow import classifier_defaults, run_experiment
+
+    run = {n: p.default for n, p in inspect.signature(run_experiment).parameters.items()}
+    return {**classifier_defaults("hybrid"), **run}
+
+
+def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
+    from .estimators import AGGREGATIONS
+    from .estimators._runtime import PRECISIONS
+    from .nn import FUSIONS, available_backbones
+    from .workflow import MODELS
+
+    defaults = _defaults()
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        choices=("hybrid", "cnn"),
+        choices=MODELS,
         default="hybrid",
-        help="hybrid CNN-LSTM (the paper's) or the plain CNN baseline",
+        help="hybrid CNN-LSTM (the paper's, HybridCNNLSTMClassifier) or the plain CNN "
+        "baseline (CNNClassifier)",
     )
     group.add_argument(
         "--backbone",
-        default=backbone,
-        help=f"vgg19, googlenet, resnet101 (the paper's), resnet18, ... (default: {backbone})",
+        choices=available_backbones(),
+        metavar="NAME",
+        default=_DEMO_DEFAULTS["backbone"] if demo else defaults["backbone"],
+        help="CNN backbone: vgg19, googlenet, resnet101 (the paper's three) or another of "
+        "%(choices)s" + (" (the demo's small default)" if demo else ""),
     )
     group.add_argument(
         "--weights",
         type=_weights,
-        default=None,
-        help="imagenet, none (train from scratch) or a state-dict file (default: none)",
+        metavar="W",
+        default="none",
+        help="initial CNN weights: imagenet (torchvision's; the Python API's default), none "
+        "(train from scratch; the command line's default, as it needs no download) or a "
+        "state-dict file",
     )
     group.add_argument(
-        "--fusion", default="attention", choices=("attention", "concat", "sum", "product")
+        "--fusion",
+        choices=FUSIONS,
+        default=defaults["fusion"],
+        help="how the CNN and LSTM features are combined (ignored with --model cnn)",
     )
-    group.add_argument("--epochs", type=int, default=epochs, help=f"max epochs (default: {epochs})")
+    group.add_argument(
+        "--epochs",
+        type=_int_at_least(1),
+        metavar="N",
+        default=_DEMO_DEFAULTS["epochs"] if demo else defaults["max_epochs"],
+        help="maximum epochs, both phases together (max_epochs)"
+        + (" (the demo's short run)" if demo else ""),
+    )
     group.add_argument(
         "--freeze-epochs",
-        type=int,
+        type=_int_at_least(0),
+        metavar="N",
         default=None,
-        help="phase 1 epochs with the CNN frozen (default: 0 without pretrained weights, 5 with)",
+        help="phase-1 epochs with the CNN frozen (freeze_epochs) (default: the estimators' "
+        f"{defaults['freeze_epochs']} with pretrained weights; 0 without, since a random "
+        "CNN must train from the start)",
     )
     group.add_argument(
         "--lr",
-        type=float,
+        type=_positive_float,
         default=None,
-        help="learning rate (default: 1e-4 as in the paper with pretrained "
-        "weights, 1e-3 from scratch)",
+        help=f"Adam learning rate (default: the estimators' {defaults['lr']:g}, the paper's, "
+        f"with pretrained weights; {_SCRATCH_LR:g} from scratch)",
     )
     group.add_argument(
-        "--batch-size", type=int, default=None, help="default: 128 (the paper's); 32 for the demo"
+        "--batch-size",
+        type=_int_at_least(1),
+        metavar="N",
+        default=_DEMO_DEFAULTS["batch_size"] if demo else defaults["batch_size"],
+        help="tiles per batch" + (" (the demo's; the paper's is 128)" if demo else ""),
     )
     group.add_argument(
         "--aggregation",
-        choices=("mean", "max", "vote", "mil"),
+        choices=AGGREGATIONS,
         default=None,
-        help="how tile probabilities make an image probability (default: mil, an image is "
-        "malignant as soon as one tile is, with self-learning; mean without)",
+        help="how tile probabilities make an image probability (default: decided by "
+        "run_experiment: mil, an image is malignant as soon as one tile is, after "
+        "self-learning; mean without)",
     )
-    group.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    group.add_argument(
+        "--device",
+        metavar="D",
+        type=_device,
+        default=defaults["device"],
+        help="auto (CUDA when available), cpu, cuda or any torch device such as cuda:1",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults["precision"],
+        help="floating-point precision of training and prediction (see docs/performance.md)",
+    )
     group.add_argument(
         "--keep-optimizer-state",
         action="store_true",
@@ -113,105 +302,165 @@ def _model_options(parser: argparse.ArgumentParser, *, backbone: str, epochs: in
     )
 
 
-def _protocol_options(parser: argparse.ArgumentParser, *, rounds: int) -> None:
+def _protocol_options(parser: argparse.ArgumentParser) -> None:
+    from .splits import PROTOCOLS
+    from .workflow import RELABELERS
+
+    defaults = _defaults()
     group = parser.add_argument_group("protocol")
     group.add_argument(
         "--self-learning-rounds",
-        type=int,
-        default=rounds,
-        help=f"rounds of tile relabeling, 0 to skip (default: {rounds})",
+        type=_int_at_least(0),
+        metavar="N",
+        default=defaults["self_learning_rounds"],
+        help="rounds of tile relabeling, 0 to skip",
     )
     group.add_argument(
         "--relabel-with",
-        choices=("features", "model"),
-        default="features",
-        help="tile classifier proposing label corrections: fast colour/texture "
-        "features + logistic regression, or the model itself as in the "
-        "paper (slow) (default: features)",
+        choices=RELABELERS,
+        default=defaults["relabel_with"],
+        help="tile classifier proposing label corrections: fast colour/texture features + "
+        "logistic regression, or the model itself as in the paper (slow)",
     )
     group.add_argument(
         "--split",
-        choices=("patient", "random-tile"),
-        default="patient",
-        help="patient: honest patient-wise split (default); random-tile: the "
-        "paper's random split of tiles, which leaks",
+        choices=PROTOCOLS,
+        default=defaults["protocol"],
+        help="patient: honest patient-wise split; random-tile: the paper's random split of "
+        "tiles, which leaks",
     )
-    group.add_argument("--test-size", type=float, default=0.25)
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--test-size",
+        type=_test_fraction,
+        metavar="F",
+        default=defaults["test_size"],
+        help="share held out, in (0, 0.5]: of each class's patients (patient) or of the "
+        "tiles (random-tile)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=defaults["random_state"],
+        help="seeds the split, the relabeler's folds and the classifier (and the demo's data)",
+    )
+
+
+def _magnification_option(parser: argparse.ArgumentParser) -> None:
+    from .datasets._breakhis import _MAGNIFICATIONS
+
+    parser.add_argument(
+        "--magnification",
+        default=None,
+        metavar="M",
+        help=f"one of {', '.join(_MAGNIFICATIONS)} (40, 40x work too) (default: all, mixed)",
+    )
+
+
+def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what)
 
 
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
+    traceback_help = "show the traceback of a user error too (for a bug report)"
+    # Every subcommand has --traceback too, so it works after the command; SUPPRESS keeps a
+    # subparser's default from overwriting a --traceback given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--traceback", action="store_true", default=argparse.SUPPRESS, help=traceback_help
+    )
     parser = argparse.ArgumentParser(
         prog="skhybrid",
         description="Hybrid CNN-LSTM histopathology classification with self-learning "
         "sub-image labels (BreakHis).",
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"skhybrid {__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--version", action="version", version=f"skhybrid {__version__}", help="print version"
+    )
+    parser.add_argument("--traceback", action="store_true", help=traceback_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    demo = sub.add_parser(
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+
+    demo = add(
         "demo",
         help="the whole method on the embedded synthetic data set",
         description="Synthetic H&E images -> 3x3 tiles -> self-learning relabeling -> hybrid "
         "CNN-LSTM trained from scratch -> patient-wise evaluation. Writes report.json, "
         "self_learning_history.md (with rounds > 0), ROC / precision-recall PNGs and "
-        "model.joblib into --out.",
+        "model.joblib into --out. Smaller than the paper's settings so that it runs in "
+        "minutes on a CPU.",
     )
-    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
-    demo.add_argument("--n-images", type=int, default=_DEMO_DEFAULTS["n_images"])
+    demo.add_argument(
+        "--out", type=Path, metavar="DIR", default="demo-output", help="output folder"
+    )
+    demo.add_argument(
+        "--n-images",
+        metavar="N",
+        type=_int_at_least(_MIN_DEMO_IMAGES, " (a patient-wise split needs several patients)"),
+        default=_DEMO_DEFAULTS["n_images"],
+        help="number of synthetic images",
+    )
     demo.add_argument(
         "--image-size",
         type=_size,
+        metavar="HxW",
         default=_DEMO_DEFAULTS["image_size"],
-        help="synthetic image size HxW (default: 230x350, half of BreakHis)",
+        help="synthetic image size HxW (half of BreakHis' 460x700)",
     )
     demo.add_argument(
         "--tile-size",
         type=_size,
+        metavar="HxW",
         default=_DEMO_DEFAULTS["tile_size"],
-        help="tiles are resized to this (default: 48; the paper uses 224)",
+        help="tiles are resized to this, N or HxW (the paper uses 224)",
     )
-    demo.add_argument("--difficulty", type=float, default=0.3)
-    _model_options(demo, backbone=_DEMO_DEFAULTS["backbone"], epochs=_DEMO_DEFAULTS["epochs"])
-    _protocol_options(demo, rounds=_DEMO_DEFAULTS["rounds"])
     demo.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress messages or epoch table"
+        "--difficulty",
+        type=float,
+        metavar="D",
+        default=0.3,
+        help="overlap of benign and malignant tissue in [0, 1] (make_histology)",
     )
+    _model_options(demo, demo=True)
+    _protocol_options(demo)
+    _quiet_option(demo, "no progress messages or epoch table")
 
-    train = sub.add_parser(
+    train = add(
         "train",
         help="train on a BreakHis folder",
         description="Load BreakHis images, tile them, correct tile labels, train and evaluate "
         "on held-out patients. Writes model.joblib and report.json into --out.",
     )
     train.add_argument("data_dir", type=Path, help="BreakHis folder (official tree or flat)")
-    train.add_argument(
-        "--magnification", default=None, help="40X, 100X, 200X or 400X (default: all)"
-    )
+    _magnification_option(train)
     train.add_argument(
         "--tile-size",
         type=_size,
-        default=(224, 224),
-        help="tiles are resized to this (default: 224 as in the paper)",
+        metavar="HxW",
+        default="224",
+        help="tiles are resized to this, N or HxW (224 as in the paper)",
     )
-    train.add_argument("--out", type=Path, default=Path("skhybrid-model"))
+    train.add_argument(
+        "--out", type=Path, metavar="DIR", default="skhybrid-model", help="output folder"
+    )
     train.add_argument(
         "--n-jobs",
         type=int,
+        metavar="N",
         default=None,
         help="threads decoding the PNG files (default: 1; -1: all cores)",
     )
-    _model_options(train, backbone="resnet101", epochs=100)
-    _protocol_options(train, rounds=4)
-    train.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar, messages or epoch table"
-    )
+    _model_options(train, demo=False)
+    _protocol_options(train)
+    _quiet_option(train, "no progress bar, messages or epoch table")
 
-    evaluate = sub.add_parser(
+    evaluate = add(
         "evaluate",
         help="score a saved model on new BreakHis images (held-out patients)",
         description="Image-level report (accuracy, sensitivity, specificity, precision, F1, "
@@ -225,36 +474,41 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "data_dir", type=Path, help="BreakHis folder of patients the model has not seen"
     )
+    _magnification_option(evaluate)
     evaluate.add_argument(
-        "--magnification", default=None, help="40X, 100X, 200X or 400X (default: all)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for report.json and plots (default: write nothing)",
     )
-    evaluate.add_argument("--out", type=Path, default=None, help="folder for report.json and plots")
-    evaluate.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="print only the report (no line saying what is being scored)",
-    )
+    _quiet_option(evaluate, "print only the report (no line saying what is being scored)")
 
-    predict = sub.add_parser(
+    predict = add(
         "predict",
         help="classify image files",
-        description="Per image: label, probability of malignancy, and the tile probabilities "
-        "as a grid; optionally an overlay PNG of the grid on the image.",
+        description="Per image: label, probability of the positive class (malignant), and the "
+        "tile probabilities as a grid; optionally an overlay PNG of the grid on the image.",
     )
-    predict.add_argument("model", type=Path)
-    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("model", type=Path, help="model.joblib written by `skhybrid train`")
+    predict.add_argument("images", type=Path, nargs="+", help="image files (PNG, JPEG, ...)")
     predict.add_argument(
-        "--overlay", type=Path, default=None, help="folder for <image>_overlay.png files"
+        "--overlay",
+        type=Path,
+        default=None,
+        help="folder for <image>_overlay.png files (default: none)",
     )
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
 # -- commands -----------------------------------------------------------------------------------
-def _classifier_params(args: argparse.Namespace, *, demo: bool) -> dict[str, Any]:
-    from .workflow import default_aggregation
+def _classifier_params(args: argparse.Namespace, *, demo: bool | None = None) -> dict[str, Any]:
+    """Estimator parameters of the options; unset ones follow the estimators' defaults.
 
+    ``demo`` is ignored (each command's parser now holds its own batch size); kept so that
+    older callers keep working.
+    """
+    defaults = _defaults()
     pretrained = args.weights is not None
     return {
         "backbone": args.backbone,
@@ -263,11 +517,11 @@ def _classifier_params(args: argparse.Namespace, *, demo: bool) -> dict[str, Any
         "max_epochs": args.epochs,
         "freeze_epochs": args.freeze_epochs
         if args.freeze_epochs is not None
-        else (5 if pretrained else 0),
-        "lr": args.lr if args.lr is not None else (1e-4 if pretrained else 1e-3),
-        "batch_size": args.batch_size or (32 if demo else 128),
-        "aggregation": args.aggregation or default_aggregation(args.self_learning_rounds),
+        else (defaults["freeze_epochs"] if pretrained else 0),
+        "lr": args.lr if args.lr is not None else (defaults["lr"] if pretrained else _SCRATCH_LR),
+        "batch_size": args.batch_size,
         "device": args.device,
+        "precision": args.precision,
         "random_state": args.seed,
         "verbose": 0 if args.quiet else 1,
     }
@@ -286,17 +540,28 @@ def _print_result(result: Any) -> None:
         print(f"\nPatient recognition rate: {result.patient_score:.4f}")
 
 
-def _run(
-    args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: Any, *, demo: bool
-) -> int:
+def _print_written(written: Sequence[Path]) -> None:
+    print(f"\nWrote {', '.join(str(p) for p in written)}")
+
+
+def _check_weights_file(weights: str | None) -> None:
+    """Read a state-dict file now, not after the images were loaded, tiled and relabeled."""
+    if weights is None or weights == "imagenet":
+        return
+    from .nn.weights import load_state_dict_file
+
+    try:
+        load_state_dict_file(weights)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: Any) -> int:
     from .tiling import SubImageTiler
     from .workflow import make_classifier, run_experiment
 
-    if args.self_learning_rounds < 0:
-        raise UserError("--self-learning-rounds must be >= 0")
-    if not 0 < args.test_size < 0.5 + 1e-9:
-        raise UserError("--test-size must be in (0, 0.5]")
-    classifier = make_classifier(args.model, **_classifier_params(args, demo=demo))
+    _check_weights_file(args.weights)
+    classifier = make_classifier(args.model, **_classifier_params(args))
     result = run_experiment(
         X,
         y,
@@ -306,24 +571,20 @@ def _run(
         protocol=args.split,
         self_learning_rounds=args.self_learning_rounds,
         relabel_with=args.relabel_with,
+        aggregation=args.aggregation,  # None: run_experiment decides
         tile_truth=tile_truth,
         test_size=args.test_size,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
     )
     _print_result(result)
-    written = result.save(args.out, keep_optimizer_state=args.keep_optimizer_state)
-    print(f"\nWrote {', '.join(str(p) for p in written)}")
+    _print_written(result.save(args.out, keep_optimizer_state=args.keep_optimizer_state))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .datasets import make_histology
 
-    if args.n_images < 16:
-        raise UserError(
-            "--n-images must be at least 16 (a patient-wise split needs several patients per class)"
-        )
     data = make_histology(
         n_images=args.n_images,
         image_size=args.image_size,
@@ -336,16 +597,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"Synthetic data set: {len(data.target)} images of {args.image_size[0]}x"
             f"{args.image_size[1]}, {len(np.unique(data.patient))} patients."
         )
-    return _run(
-        args, data.images, names[data.target], data.patient, names[data.tile_target], demo=True
-    )
+    return _run(args, data.images, names[data.target], data.patient, names[data.tile_target])
 
 
 def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
     from .datasets import load_breakhis
 
     if not args.data_dir.exists():
-        raise UserError(f"data folder not found: {args.data_dir}")
+        raise PathNotFoundError(f"data folder not found: {args.data_dir}")
     return load_breakhis(
         args.data_dir,
         magnification=args.magnification,
@@ -363,11 +622,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"BreakHis: {len(data.target)} images, {len(np.unique(data.patient))} slides, "
             f"magnification {args.magnification or 'all'}."
         )
-    return _run(args, data.images, names[data.target], data.patient, None, demo=False)
+    return _run(args, data.images, names[data.target], data.patient, None)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import format_reports
     from .model_io import load_model
     from .workflow import ExperimentResult, score_images
 
@@ -384,27 +642,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     reports, rate, curves = score_images(
         model, list(data.filenames), names[data.target], data.patient
     )
-    print(format_reports(reports))
-    print(f"\nPatient recognition rate: {rate:.4f}")
+    result = ExperimentResult(
+        protocol="patient",
+        reports=reports,
+        patient_score=rate,
+        history=[],
+        history_table="",
+        tile_label_accuracy={},
+        model=model,
+        curves=curves,
+        info={
+            "model": str(args.model),
+            "data_dir": str(args.data_dir),
+            "n_images": len(data.target),
+            "magnification": args.magnification,
+        },
+    )
+    _print_result(result)
     if args.out is not None:
-        result = ExperimentResult(
-            protocol="patient",
-            reports=reports,
-            patient_score=rate,
-            history=[],
-            history_table="",
-            tile_label_accuracy={},
-            model=model,
-            curves=curves,
-            info={
-                "model": str(args.model),
-                "data_dir": str(args.data_dir),
-                "n_images": len(data.target),
-                "magnification": args.magnification,
-            },
-        )
-        written = result.save(args.out, save_model=False)
-        print(f"\nWrote {', '.join(str(p) for p in written)}")
+        _print_written(result.save(args.out, save_model=False))
     return 0
 
 
@@ -416,7 +672,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, require_tiler=True)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
-        raise UserError(f"image file(s) not found: {', '.join(missing)}")
+        raise PathNotFoundError(f"image file(s) not found: {', '.join(missing)}")
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     if not hasattr(classifier, "predict_proba_tiles"):
         raise UserError(
@@ -425,6 +681,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     bags = tiler.transform([str(p) for p in args.images])
     classes = np.asarray(classifier.classes_)
     positive = roles_of(classifier).positive_index
+    positive_name = str(classes[positive])
     image_proba = classifier.predict_proba(bags)
     tile_proba = classifier.predict_proba_tiles(bags)[..., positive]
     rows, cols = tiler.grid
@@ -447,8 +704,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
         return 0
     for entry, proba in zip(results, image_proba):
-        print(f"{entry['image']}: {entry['label']} (P(malignant) = {float(proba[positive]):.3f})")
-        print("  tile P(malignant), row by row:")
+        print(
+            f"{entry['image']}: {entry['label']} "
+            f"(P({positive_name}) = {float(proba[positive]):.3f})"
+        )
+        print(f"  tile P({positive_name}), row by row:")
         for row in entry["tile_probability_grid"]:
             print("    " + "  ".join(f"{p:.2f}" for p in row))
         if "overlay" in entry:
@@ -465,19 +725,33 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    """Run the command line; return the exit status.
+
+    ``0`` success; ``1`` a user error (one line on stderr) or a bug (its traceback);
+    ``130`` Ctrl-C. A malformed command line raises ``SystemExit(2)`` (argparse).
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except (UserError, FileNotFoundError, ValueError, TypeError, ImportError) as exc:
-        if args.traceback:
-            raise
-        print(f"skhybrid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    prefix = f"skhybrid {args.command}:"
+    with _plain_output():
+        try:
+            return _COMMANDS[args.command](args)
+        except _user_errors() as exc:
+            if args.traceback:
+                traceback.print_exc()
+            print(f"{prefix} error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # a bug: its traceback is what a report needs
+            traceback.print_exc()
+            print(
+                f"{prefix} internal error ({type(exc).__name__}); this is a bug in skhybrid "
+                "or a library it uses: please report it with the traceback above.",
+                file=sys.stderr,
+            )
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,8 @@ from typing import Any
 
 import joblib
 
+from .exceptions import PathNotFoundError, UserError
+
 __all__ = ["load_model", "save_model"]
 
 
@@ -45,7 +47,7 @@ def save_model(
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"Folder {path.parent} does not exist; create it first.")
+        raise PathNotFoundError(f"Folder {path.parent} does not exist; create it first.")
     if not hasattr(model, "predict"):
         raise TypeError(f"Only fitted estimators can be saved, got {type(model).__name__}.")
     # Write next to the target and rename, so an interrupted save never leaves half a model.
@@ -111,10 +113,11 @@ def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> 
 
     Raises
     ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    ValueError
-        When the file is not a joblib file or holds no fitted skhybrid-compatible model.
+    PathNotFoundError
+        (a ``FileNotFoundError``) When ``path`` does not exist.
+    UserError
+        (a ``ValueError``) When the file is not a joblib file or holds no fitted
+        skhybrid-compatible model.
     """
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
@@ -123,22 +126,22 @@ def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> 
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
+        raise PathNotFoundError(f"Model file not found: {path}")
     try:
         model = joblib.load(path)
     except Exception as exc:  # joblib raises many types for a foreign file
-        raise ValueError(
+        raise UserError(
             f"{path} is not a skhybrid model (joblib could not read it: {exc}). "
             "Models are written by `skhybrid train` or skhybrid.save_model."
         ) from exc
     if not hasattr(model, "predict") or not hasattr(model, "get_params"):
-        raise ValueError(
+        raise UserError(
             f"{path} holds a {type(model).__name__}, not a fitted scikit-learn estimator; "
             "models are written by `skhybrid train` or skhybrid.save_model."
         )
     if require_tiler:
         if not isinstance(model, Pipeline) or not isinstance(model.steps[0][1], SubImageTiler):
-            raise ValueError(
+            raise UserError(
                 f"{path} holds a {type(model).__name__} that does not start with a "
                 "SubImageTiler, so it cannot take whole images; save a "
                 "Pipeline([('tiles', SubImageTiler(...)), ('clf', ...)])."

@@ -294,7 +294,8 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         One dict per round, round 0 first (the inherited labels): ``round``,
         ``n_relabeled`` (tiles whose label changed in that round), ``n_to_negative``,
         ``n_to_positive`` (tiles that flipped back) and ``class_counts`` (tiles per class).
-        :meth:`format_history` prints it as the paper's Table 4.
+        :func:`skhybrid.reporting.format_self_learning_history` prints it as the paper's
+        Table 4.
     oof_proba_ : ndarray of shape (n_images, n_tiles, n_classes) or None
         Out-of-fold tile probabilities of the last round (``None`` when ``n_rounds=0``).
     n_rounds_ : int
@@ -617,38 +618,22 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def format_history(self, tile_truth: Any = None) -> str:
         """Tile class counts per round as a Markdown table (the paper's Table 4).
 
-        Parameters
-        ----------
-        tile_truth : array-like of shape (n_images, n_tiles), default=None
-            Ground-truth tile labels of the training bags (synthetic data); adds a column with
-            the accuracy of each round's tile labels.
-
-        Returns
-        -------
-        table : str
-            Markdown table, one row per round, round 0 being the inherited labels.
+        .. deprecated:: 0.2
+            Rendering moved out of the estimator: use
+            :func:`skhybrid.reporting.format_self_learning_history` (same arguments and
+            output). This method warns and calls it.
         """
-        check_is_fitted(self, "history_")
-        class_names = [str(_plain(c)) for c in self.classes_]
-        header = ["Round", *class_names, "Relabeled", "To negative", "Flipped back"]
-        if tile_truth is not None:
-            tile_truth = np.asarray(tile_truth)
-            if tile_truth.shape != self.tile_labels_.shape:
-                raise ValueError(
-                    f"tile_truth must have shape {self.tile_labels_.shape}, got {tile_truth.shape}."
-                )
-            header.append("Tile accuracy")
-        rows = []
-        for entry, labels in zip(self.history_, self.tile_label_history_):
-            name = "0 (inherited)" if entry["round"] == 0 else str(entry["round"])
-            row = [name, *(str(entry["class_counts"][_plain(c)]) for c in self.classes_)]
-            row += [str(entry[key]) for key in ("n_relabeled", "n_to_negative", "n_to_positive")]
-            if tile_truth is not None:
-                row.append(f"{np.mean(labels == tile_truth):.3f}")
-            rows.append(row)
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
+        import warnings
+
+        from .reporting import format_self_learning_history
+
+        warnings.warn(
+            "SelfLearningRelabeler.format_history is deprecated; use "
+            "skhybrid.reporting.format_self_learning_history(relabeler, tile_truth).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return format_self_learning_history(self, tile_truth)
 
     # -- prediction -------------------------------------------------------------------------
     def _flat_tiles(self, bags: Any) -> tuple[np.ndarray, int, int]:

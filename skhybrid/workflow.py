@@ -16,7 +16,6 @@ Protocols (see :mod:`skhybrid.splits`):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,13 +26,16 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from .class_roles import roles_of
+from .class_roles import resolve_class_roles, roles_of
+from .exceptions import DataError, UserError
 from .metrics import BinaryReport, binary_report, patient_score
+from .reporting import format_self_learning_history, write_outputs
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
 from .tiling import SubImageTiler, flatten_bags
 
 __all__ = [
     "ExperimentResult",
+    "classifier_defaults",
     "default_aggregation",
     "make_classifier",
     "make_relabeling_proposer",
@@ -43,7 +45,6 @@ __all__ = [
 
 MODELS = ("hybrid", "cnn")
 RELABELERS = ("features", "model")
-POSITIVE = "malignant"
 #: Reports give 0 for a metric with no positive prediction (a small or failed model) instead
 #: of printing a warning per metric between the progress lines.
 ZERO_DIVISION = 0.0
@@ -56,16 +57,48 @@ def make_classifier(model: str = "hybrid", **params: Any) -> Any:
     ----------
     model : {"hybrid", "cnn"}, default="hybrid"
     **params
-        Estimator parameters (``backbone``, ``weights``, ``max_epochs``, ...).
+        Estimator parameters (``backbone``, ``weights``, ``max_epochs``, ...). Each class gets
+        only the parameters it has (its ``get_params`` names), so options of one model
+        (``fusion``, ``lstm_hidden_size`` of the hybrid) can be passed to either; skorch's
+        ``name__param`` parameters (``callbacks__...``, ``optimizer__...``) always pass.
     """
     from .estimators import CNNClassifier, HybridCNNLSTMClassifier
 
     if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}.")
-    if model == "cnn":
-        params = {k: v for k, v in params.items() if k not in {"fusion", "lstm_hidden_size"}}
-        return CNNClassifier(**params)
-    return HybridCNNLSTMClassifier(**params)
+        raise UserError(f"model must be one of {MODELS}, got {model!r}.")
+    cls = CNNClassifier if model == "cnn" else HybridCNNLSTMClassifier
+    # From the class's signature, not a hand-written list: a parameter added to one model
+    # later is passed to it and kept from the other without touching this function.
+    accepted = set(classifier_defaults(model))
+    return cls(**{k: v for k, v in params.items() if k in accepted or "__" in k})
+
+
+def classifier_defaults(model: str = "hybrid") -> dict[str, Any]:
+    """The constructor parameters of a model class and their defaults.
+
+    The command line takes its defaults from here, so that ``skhybrid train`` and the Python
+    API cannot drift apart.
+
+    Parameters
+    ----------
+    model : {"hybrid", "cnn"}, default="hybrid"
+
+    Returns
+    -------
+    dict of str to default
+    """
+    import inspect
+
+    from .estimators import CNNClassifier, HybridCNNLSTMClassifier
+
+    if model not in MODELS:
+        raise UserError(f"model must be one of {MODELS}, got {model!r}.")
+    cls = CNNClassifier if model == "cnn" else HybridCNNLSTMClassifier
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
 
 
 def default_aggregation(self_learning_rounds: int) -> str:
@@ -156,70 +189,22 @@ class ExperimentResult:
         save_model: bool = True,
         keep_optimizer_state: bool = False,
     ) -> list[Path]:
-        """Write ``report.json``, ROC / precision-recall PNGs and ``model.joblib``.
+        """Write ``report.json``, the history table, ROC / precision-recall PNGs, ``model.joblib``.
 
-        The model is written for prediction, without the optimizer's state (a third of the
+        The one writer of every command's output folder
+        (:func:`skhybrid.reporting.write_outputs`). The model is written for prediction, without the optimizer's state (a third of the
         size), unless ``keep_optimizer_state`` (see :func:`skhybrid.save_model`). Plots need
         matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
         warning and the rest is still written.
         """
-        import warnings
-
-        from .metrics import plot_precision_recall_curve, plot_roc_curve
-        from .model_io import save_model as dump
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = [out / "report.json"]
-        (out / "report.json").write_text(json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
-        if self.history_table:
-            (out / "self_learning_history.md").write_text(self.history_table + "\n")
-            written.append(out / "self_learning_history.md")
-        truths = {level: truth for level, (truth, _) in self.curves.items()}
-        scores = {level: score for level, (_, score) in self.curves.items()}
-        try:
-            for name, plot in (
-                ("roc_curve", plot_roc_curve),
-                ("pr_curve", plot_precision_recall_curve),
-            ):
-                if _plot_levels(plot, truths, scores, out / f"{name}.png"):
-                    written.append(out / f"{name}.png")
-        except ImportError as exc:
-            warnings.warn(f"Plots skipped: {exc}", stacklevel=2)
-        if save_model:
-            written.append(
-                dump(self.model, out / "model.joblib", keep_optimizer_state=keep_optimizer_state)
-            )
-        return written
-
-
-def _plot_levels(plot: Any, truths: dict, scores: dict, path: Path) -> bool:
-    """Draw one curve per level that has both classes on shared axes; save when any."""
-    fig = None
-    ax = None
-    for level, score in scores.items():
-        if len(np.unique(truths[level])) < 2:
-            continue
-        fig = plot(truths[level], score, pos_label=POSITIVE, ax=ax, label=level)
-        ax = fig.axes[0]
-    if fig is None:
-        return False
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return True
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+        return write_outputs(
+            out_dir,
+            self.to_dict(),
+            curves=self.curves,
+            history_table=self.history_table,
+            model=self.model if save_model else None,
+            keep_optimizer_state=keep_optimizer_state,
+        )
 
 
 def _positive_column(estimator: Any) -> int:
@@ -264,16 +249,34 @@ def _patients_per_class(y: np.ndarray, groups: np.ndarray) -> list[int]:
     return [len(np.unique(groups[y == label])) for label in np.unique(y)]
 
 
-def _relabel(
+@dataclass
+class _Relabeling:
+    """What the self-learning step hands to a protocol: tile labels and their history."""
+
+    tile_labels: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    table: str = ""
+
+
+def _self_learning_step(
     bags: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
     *,
     rounds: int,
     proposer: Any,
+    tile_truth: Any,
     random_state: Any,
     verbose: int,
-) -> Any:
+    log: Any,
+) -> _Relabeling:
+    """Correct the tile labels of ``bags`` (both protocols call this, on their own images).
+
+    With ``rounds=0`` every tile keeps its image's label.
+    """
+    n_images, n_tiles = bags.shape[:2]
+    if rounds == 0:
+        return _Relabeling(np.repeat(y, n_tiles).reshape(n_images, n_tiles))
     from .self_learning import SelfLearningRelabeler
 
     # Out-of-fold proposals are grouped by patient, so a tile is never judged by a model that
@@ -285,8 +288,109 @@ def _relabel(
         folds = min(5, *np.unique(y, return_counts=True)[1])
     relabeler = SelfLearningRelabeler(
         proposer, n_rounds=rounds, cv=max(2, folds), random_state=random_state, verbose=verbose
+    ).fit(bags, y, groups=groups)
+    table = format_self_learning_history(relabeler, tile_truth)
+    log(table)
+    return _Relabeling(relabeler.tile_labels_, relabeler.history_, table)
+
+
+@dataclass
+class _ProtocolResult:
+    reports: dict[str, BinaryReport]
+    patient_score: float | None
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]
+    relabeling: _Relabeling
+    tile_label_accuracy: dict[str, float]
+    n_train: int
+    n_test: int
+
+
+def _run_patient_protocol(
+    bags: np.ndarray,
+    y: np.ndarray,
+    patients: np.ndarray,
+    tile_truth: np.ndarray | None,
+    classifier: Any,
+    relabel: Any,
+    *,
+    test_size: float,
+    random_state: Any,
+    log: Any,
+) -> _ProtocolResult:
+    """Split images by patient, relabel and train on the training patients, score the rest."""
+    n_tiles = bags.shape[1]
+    try:
+        train, test = patient_split_indices(
+            y, patients, test_size=test_size, random_state=random_state
+        )
+    except ValueError as exc:  # too few patients per class: the user's data, not a bug
+        raise DataError(f"Cannot split these images patient-wise: {exc}") from exc
+    log(
+        f"Patient-wise split: {len(train)} training images ({len(np.unique(patients[train]))} "
+        f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
     )
-    return relabeler.fit(bags, y, groups=groups)
+    truth = None if tile_truth is None else tile_truth[train]
+    relabeling = relabel(bags[train], y[train], patients[train], truth, "")
+    accuracy: dict[str, float] = {}
+    if truth is not None:
+        accuracy["inherited"] = _tile_accuracy(np.repeat(y[train], n_tiles), truth)
+        accuracy["corrected"] = _tile_accuracy(relabeling.tile_labels, truth)
+        log(
+            "Training tile labels vs ground truth: "
+            f"{accuracy['inherited']:.3f} inherited -> {accuracy['corrected']:.3f} corrected."
+        )
+    log(f"Training {type(classifier).__name__} on {len(train) * n_tiles} tiles ...")
+    classifier.fit(bags[train], relabeling.tile_labels, groups=patients[train])
+    reports, rate, curves = _score_bags(
+        classifier,
+        bags[test],
+        y[test],
+        patients[test],
+        None if tile_truth is None else tile_truth[test],
+    )
+    return _ProtocolResult(reports, rate, curves, relabeling, accuracy, len(train), len(test))
+
+
+def _run_paper_protocol(
+    bags: np.ndarray,
+    y: np.ndarray,
+    patients: np.ndarray,
+    tile_truth: np.ndarray | None,
+    classifier: Any,
+    relabel: Any,
+    *,
+    test_size: float,
+    random_state: Any,
+    log: Any,
+) -> _ProtocolResult:
+    """The paper's protocol: relabel all images, split *tiles* at random (leaky), score tiles."""
+    n_images, n_tiles = bags.shape[:2]
+    relabeling = relabel(bags, y, patients, tile_truth, " on all images (the paper's protocol)")
+    tiles, tile_y, groups = flatten_bags(bags, relabeling.tile_labels)
+    train, test = random_tile_split_indices(
+        n_images, n_tiles, test_size=test_size, random_state=random_state
+    )
+    log(
+        f"Random split of tiles (LEAKY, the paper's protocol): {len(train)} training and "
+        f"{len(test)} test tiles; {len(np.intersect1d(groups[train], groups[test]))} images "
+        "have tiles on both sides."
+    )
+    classifier.fit(tiles[train], tile_y[train])
+    positive = _positive_column(classifier)
+    proba = classifier.predict_proba(tiles[test])
+    pred = np.asarray(classifier.classes_)[proba.argmax(axis=1)]
+    levels = {"tile (corrected labels)": tile_y[test]}
+    if tile_truth is not None:
+        levels["tile"] = tile_truth.reshape(-1)[test]
+    reports = {
+        level: binary_report(truth, pred, proba[:, positive], zero_division=ZERO_DIVISION)
+        for level, truth in levels.items()
+    }
+    curves = {level: (truth, proba[:, positive]) for level, truth in levels.items()}
+    return _ProtocolResult(reports, None, curves, relabeling, {}, len(train), len(test))
+
+
+_PROTOCOL_RUNNERS = {"patient": _run_patient_protocol, "random-tile": _run_paper_protocol}
 
 
 def run_experiment(
@@ -299,6 +403,7 @@ def run_experiment(
     protocol: str = "patient",
     self_learning_rounds: int = 4,
     relabel_with: str = "features",
+    aggregation: str | None = None,
     tile_truth: Any = None,
     test_size: float = 0.25,
     random_state: Any = 0,
@@ -311,7 +416,9 @@ def run_experiment(
     X : images
         uint8 array ``(n, H, W, 3)`` or a list of arrays / PIL images / file paths.
     y : array-like of shape (n,)
-        Image labels; ``'benign'``/``'malignant'`` strings (ints 0/1 are mapped to them).
+        Image labels of two classes whose roles :mod:`skhybrid.class_roles` can tell
+        (``'benign'``/``'malignant'``, ``'normal'``/``'tumor'``, ...); numbers (0/1) are
+        named ``'benign'``/``'malignant'`` by that rule.
     patients : array-like of shape (n,)
         Patient (slide) id per image.
     classifier : estimator
@@ -324,6 +431,10 @@ def run_experiment(
     relabel_with : {"features", "model"}, default="features"
         Tile classifier proposing corrections: cheap colour/texture features + logistic
         regression, or clones of ``classifier`` itself as in the paper (k-fold fits per round).
+    aggregation : {"mean", "max", "vote", "mil"} or None, default=None
+        The classifier's tile-to-image rule. ``None``: :func:`default_aggregation` of
+        ``self_learning_rounds`` (``"mil"`` after self-learning, ``"mean"`` without), in
+        place of the classifier's own; pass ``classifier.aggregation`` to keep that.
     tile_truth : array-like of shape (n, T), optional
         Ground-truth tile labels (synthetic data), for tile-level scores.
     test_size : float, default=0.25
@@ -333,17 +444,28 @@ def run_experiment(
     Returns
     -------
     ExperimentResult
+
+    Raises
+    ------
+    UserError
+        (a ``ValueError``) For an unknown ``protocol`` or ``relabel_with``.
+    DataError
+        (a ``ValueError``) For labels without two recognisable classes, or images that
+        cannot be split patient-wise (too few patients per class).
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+        raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
     if relabel_with not in RELABELERS:
-        raise ValueError(f"relabel_with must be one of {RELABELERS}, got {relabel_with!r}.")
-    y = _as_named_labels(y)
+        raise UserError(f"relabel_with must be one of {RELABELERS}, got {relabel_with!r}.")
+    if not (isinstance(self_learning_rounds, (int, np.integer)) and self_learning_rounds >= 0):
+        raise UserError(f"self_learning_rounds must be an int >= 0, got {self_learning_rounds!r}.")
+    y, tile_truth = _as_named_labels(y, tile_truth)
     patients = np.asarray(patients)
-    if tile_truth is not None:
-        tile_truth = _as_named_labels(tile_truth)
     tiler = clone(tiler) if tiler is not None else SubImageTiler(tile_size=(224, 224))
     classifier = clone(classifier)
+    if "aggregation" in classifier.get_params(deep=False):
+        # Decided here, once, for every caller (the command line passes None too).
+        classifier.set_params(aggregation=aggregation or default_aggregation(self_learning_rounds))
     log = _logger(verbose)
     started = time.perf_counter()
 
@@ -352,105 +474,38 @@ def run_experiment(
     n_images, n_tiles = bags.shape[:2]
     proposer = make_relabeling_proposer(random_state) if relabel_with == "features" else classifier
 
-    if protocol == "patient":
-        train, test = patient_split_indices(
-            y, patients, test_size=test_size, random_state=random_state
-        )
-        log(
-            f"Patient-wise split: {len(train)} training images ({len(np.unique(patients[train]))} "
-            f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
-        )
-        train_labels: np.ndarray = y[train]
-        history: list[dict[str, Any]] = []
-        table = ""
-        accuracy: dict[str, float] = {}
+    def relabel(bags_: Any, y_: Any, groups: Any, truth: Any, where: str) -> _Relabeling:
         if self_learning_rounds > 0:
-            log(f"Self-learning: up to {self_learning_rounds} rounds of tile relabeling ...")
-            relabeler = _relabel(
-                bags[train],
-                y[train],
-                patients[train],
-                rounds=self_learning_rounds,
-                proposer=proposer,
-                random_state=random_state,
-                verbose=max(verbose - 1, 0),
-            )
-            train_labels = relabeler.tile_labels_
-            history = relabeler.history_
-            table = relabeler.format_history(None if tile_truth is None else tile_truth[train])
-            log(table)
-        if tile_truth is not None:
-            truth = tile_truth[train]
-            accuracy["inherited"] = _tile_accuracy(np.repeat(y[train], n_tiles), truth)
-            accuracy["corrected"] = _tile_accuracy(
-                np.broadcast_to(train_labels.reshape(len(train), -1), truth.shape), truth
-            )
-            log(
-                "Training tile labels vs ground truth: "
-                f"{accuracy['inherited']:.3f} inherited -> {accuracy['corrected']:.3f} corrected."
-            )
-        log(f"Training {type(classifier).__name__} on {len(train) * n_tiles} tiles ...")
-        classifier.fit(bags[train], train_labels, groups=patients[train])
-        model = Pipeline([("tiles", tiler), ("clf", classifier)])
-        reports, rate, curves = _score_bags(
-            classifier,
-            bags[test],
-            y[test],
-            patients[test],
-            None if tile_truth is None else tile_truth[test],
+            log(f"Self-learning{where}: up to {self_learning_rounds} rounds of tile relabeling ...")
+        return _self_learning_step(
+            bags_,
+            y_,
+            groups,
+            rounds=self_learning_rounds,
+            proposer=proposer,
+            tile_truth=truth,
+            random_state=random_state,
+            verbose=max(verbose - 1, 0),
+            log=log,
         )
-    else:
-        history, table, accuracy = [], "", {}
-        tile_labels = np.repeat(y, n_tiles).reshape(n_images, n_tiles)
-        if self_learning_rounds > 0:
-            log(
-                f"Self-learning on all images (the paper's protocol): {self_learning_rounds} rounds ..."
-            )
-            relabeler = _relabel(
-                bags,
-                y,
-                patients,
-                rounds=self_learning_rounds,
-                proposer=proposer,
-                random_state=random_state,
-                verbose=max(verbose - 1, 0),
-            )
-            tile_labels = relabeler.tile_labels_
-            history, table = relabeler.history_, relabeler.format_history(tile_truth)
-            log(table)
-        tiles, tile_y, groups = flatten_bags(bags, tile_labels)
-        train, test = random_tile_split_indices(
-            n_images, n_tiles, test_size=test_size, random_state=random_state
-        )
-        log(
-            f"Random split of tiles (LEAKY, the paper's protocol): {len(train)} training and "
-            f"{len(test)} test tiles; {len(np.intersect1d(groups[train], groups[test]))} images "
-            "have tiles on both sides."
-        )
-        classifier.fit(tiles[train], tile_y[train])
-        model = Pipeline([("tiles", tiler), ("clf", classifier)])
-        positive = _positive_column(classifier)
-        proba = classifier.predict_proba(tiles[test])
-        pred = np.asarray(classifier.classes_)[proba.argmax(axis=1)]
-        reports = {
-            "tile (corrected labels)": binary_report(
-                tile_y[test], pred, proba[:, positive], zero_division=ZERO_DIVISION
-            )
-        }
-        curves = {"tile (corrected labels)": (tile_y[test], proba[:, positive])}
-        if tile_truth is not None:
-            truth = tile_truth.reshape(-1)[test]
-            reports["tile"] = binary_report(
-                truth, pred, proba[:, positive], zero_division=ZERO_DIVISION
-            )
-            curves["tile"] = (truth, proba[:, positive])
-        rate = None
+
+    outcome = _PROTOCOL_RUNNERS[protocol](
+        bags,
+        y,
+        patients,
+        tile_truth,
+        classifier,
+        relabel,
+        test_size=test_size,
+        random_state=random_state,
+        log=log,
+    )
     info = {
         "n_images": int(n_images),
         "n_tiles_per_image": int(n_tiles),
         "tile_shape": list(bags.shape[2:4]),
-        "n_train": len(train),
-        "n_test": len(test),
+        "n_train": outcome.n_train,
+        "n_test": outcome.n_test,
         "split_unit": "image" if protocol == "patient" else "tile",
         "classifier": type(classifier).__name__,
         "classifier_params": {
@@ -462,13 +517,13 @@ def run_experiment(
     }
     return ExperimentResult(
         protocol=protocol,
-        reports=reports,
-        patient_score=rate,
-        history=history,
-        history_table=table,
-        tile_label_accuracy=accuracy,
-        model=model,
-        curves=curves,
+        reports=outcome.reports,
+        patient_score=outcome.patient_score,
+        history=outcome.relabeling.history,
+        history_table=outcome.relabeling.table,
+        tile_label_accuracy=outcome.tile_label_accuracy,
+        model=Pipeline([("tiles", tiler), ("clf", classifier)]),
+        curves=outcome.curves,
         info=info,
     )
 
@@ -500,21 +555,36 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool, tuple, list))
 
 
-def _as_named_labels(y: Any) -> np.ndarray:
-    """Map 0/1 labels to 'benign'/'malignant' so that reports and predictions read well."""
+#: Names given to numeric labels (0/1 ...) so that reports and predictions read well.
+NEGATIVE_NAME, POSITIVE_NAME = "benign", "malignant"
+POSITIVE = POSITIVE_NAME  # kept for code that imported it
+
+
+def _as_named_labels(y: Any, tile_truth: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image (and tile) labels as strings, their roles decided by :mod:`skhybrid.class_roles`.
+
+    Numbers are named ``'benign'`` (the negative class by the rule, e.g. 0) and
+    ``'malignant'``; strings are kept as they are, once the rule can tell their roles.
+    """
     y = np.asarray(y)
-    if y.dtype.kind in "iub":
-        values = set(np.unique(y).tolist())
-        if not values <= {0, 1}:
-            raise ValueError(
-                f"Integer labels must be 0 (benign) / 1 (malignant), got {sorted(values)}."
-            )
-        return np.where(y == 1, POSITIVE, "benign")
-    y = y.astype(str)
-    unknown = set(np.unique(y).tolist()) - {"benign", POSITIVE}
-    if unknown:
-        raise ValueError(f"Labels must be 'benign'/'malignant' (or 0/1), got {sorted(unknown)}.")
-    return y
+    classes = np.unique(y)
+    if len(classes) != 2:
+        raise DataError(f"The images need labels of exactly two classes, got {classes.tolist()!r}.")
+    try:
+        roles = resolve_class_roles(classes)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+
+    def named(labels: Any) -> np.ndarray:
+        labels = np.asarray(labels)
+        if y.dtype.kind in "iufb":
+            unknown = set(np.unique(labels).tolist()) - set(classes.tolist())
+            if unknown:
+                raise DataError(f"tile_truth holds labels {sorted(unknown)} that y does not.")
+            return np.where(labels == roles.positive, POSITIVE_NAME, NEGATIVE_NAME)
+        return labels.astype(str)
+
+    return named(y), None if tile_truth is None else named(tile_truth)
 
 
 def _logger(verbose: int):

@@ -52,6 +52,13 @@ def test_demo_prints_the_paper_style_report_and_history(demo_run):
     assert "inherited ->" in stdout  # tile labels vs ground truth, before and after
 
 
+def test_demo_writes_no_colour_codes_into_a_pipe(demo_run):
+    """skorch colours its epoch table; in a pipe (this subprocess's stdout) the codes go."""
+    _, stdout = demo_run
+    assert "train_loss" in stdout  # the epoch table is there (no -q) ...
+    assert "\x1b[" not in stdout  # ... without ANSI escape codes
+
+
 def test_demo_writes_report_plots_and_a_loadable_model(demo_run):
     out, _ = demo_run
     report = json.loads((out / "report.json").read_text())
@@ -174,7 +181,6 @@ def test_train_with_the_papers_leaky_protocol(breakhis_tree, tmp_path, capsys):
     [
         (["train", "/no/such/folder"], "not found"),
         (["evaluate", "/no/model.joblib", "/tmp"], "not found"),
-        (["demo", "--n-images", "4"], "at least 16"),
         (["train", "{tree}", "--magnification", "41X", "-q"], "41X"),
         (["predict", "{garbage}", "x.png"], "not a skhybrid model"),
     ],
@@ -183,7 +189,7 @@ def test_user_errors_are_one_line_messages(argv, message, breakhis_tree, tmp_pat
     garbage = tmp_path / "garbage.joblib"
     garbage.write_text("not a model")
     argv = [a.format(tree=breakhis_tree, garbage=garbage) for a in argv]
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -191,25 +197,192 @@ def test_user_errors_are_one_line_messages(argv, message, breakhis_tree, tmp_pat
 
 def test_weights_file_that_is_not_torch_is_a_one_line_error(tmp_path, capsys):
     """An existing file that torch cannot read (a PNG) passes the parser's file check and is
-    rejected as not a state dict: exit status 2, one line, no traceback."""
+    rejected as not a state dict before any image is made: exit status 1, one line."""
     png = tmp_path / "ok.png"
     Image.new("RGB", (8, 8)).save(png)
     argv = [
         "demo", "--weights", str(png), "--n-images", "16", "--image-size", "32x48",
-        "--tile-size", "16", "--self-learning-rounds", "0", "--epochs", "1", "-q",
+        "--tile-size", "16", "--self-learning-rounds", "0", "--epochs", "1",
         "--out", str(tmp_path / "out"),
     ]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err
     assert err.startswith("skhybrid demo: error: ") and "is not a PyTorch state dict file" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Cutting" not in captured.out  # checked before the long run, not after it
 
 
-def test_bad_option_values_are_rejected_by_the_parser(capsys):
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--n-images", "4"], "at least 16"),
+        (["demo", "--test-size", "0.9"], "(0, 0.5]"),
+        (["demo", "--test-size", "0"], "(0, 0.5]"),
+        (["train", "data", "--self-learning-rounds", "-1"], "at least 0"),
+        (["train", "data", "--aggregation", "median"], "invalid choice"),
+        (["train", "data", "--backbone", "resnet7"], "invalid choice"),
+        (["demo", "--tile-size", "0x4"], "positive"),
+        (["demo", "--device", "gpu7"], "not a torch device"),
+        ([], "required"),
+    ],
+)
+def test_usage_errors_exit_with_status_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--tile-size", "0x4"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("usage: skhybrid") and message in err
+
+
+def test_an_internal_bug_prints_its_traceback_and_exits_1(monkeypatch, capsys):
+    """Not every ValueError/KeyError is the user's: anything but skhybrid's user errors is a
+    bug, and the traceback is what a bug report needs."""
+    import skhybrid.cli
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(skhybrid.cli, "_load_breakhis", broken)
+    assert main(["train", "anywhere"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "KeyError: 'a bug'" in err
+    assert "internal error (KeyError)" in err.strip().splitlines()[-1]
+
+    # a plain ValueError from inside is a bug too now, not a one-line "user error"
+    monkeypatch.setattr(skhybrid.cli, "_load_breakhis", lambda *a, **k: int("x"))
+    assert main(["train", "anywhere"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_option_before_or_after_the_command(where, capsys):
+    command = ["train", "/no/such/folder"]
+    argv = ["--traceback", *command] if where == "before" else [*command, "--traceback"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "PathNotFoundError" in err
+    assert err.strip().splitlines()[-1] == "skhybrid train: error: data folder not found: " + (
+        "/no/such/folder"
+    )
+    # and without it, the one line only
+    assert main(command) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_colour_codes_only_on_a_terminal(monkeypatch):
+    import io
+
+    from skhybrid.cli import _plain_output
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    coloured = "\x1b[36m0.5707\x1b[0m"
+    for stream, no_color, kept in [
+        (io.StringIO(), "", False),  # a pipe or a file
+        (Terminal(), "", True),
+        (Terminal(), "1", False),  # NO_COLOR wins over the terminal
+    ]:
+        monkeypatch.setenv("NO_COLOR", no_color)
+        monkeypatch.setattr(sys, "stdout", stream)
+        with _plain_output():
+            print(coloured)
+        assert sys.stdout is stream  # restored
+        assert stream.getvalue() == (coloured if kept else "0.5707") + "\n"
+
+
+def _subcommands():
+    import argparse
+
+    from skhybrid.cli import _build_parser
+
+    parser = _build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, action.choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    import argparse
+
+    parser, commands = _subcommands()
+    for name, sub in [("skhybrid", parser), *commands.items()]:
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            where = f"{name} {action.dest}"
+            assert action.help and action.help.strip(), where
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                # ArgumentDefaultsHelpFormatter: "(default: ...)" after the help
+                assert "(default: " in sub._get_formatter()._get_help_string(action), where
+            if action.choices:
+                # the choices are listed, in the usage line or the help
+                assert all(str(c) in text for c in action.choices), where
+
+
+def test_option_choices_are_the_librarys_constants():
+    from skhybrid.estimators import AGGREGATIONS
+    from skhybrid.estimators._runtime import PRECISIONS
+    from skhybrid.nn import FUSIONS, available_backbones
+    from skhybrid.splits import PROTOCOLS
+    from skhybrid.workflow import MODELS, RELABELERS
+
+    _, commands = _subcommands()
+    expected = {
+        "model": MODELS,
+        "backbone": available_backbones(),
+        "fusion": FUSIONS,
+        "aggregation": AGGREGATIONS,
+        "precision": PRECISIONS,
+        "split": PROTOCOLS,
+        "relabel_with": RELABELERS,
+    }
+    for name in ("demo", "train"):
+        actions = {a.dest: a for a in commands[name]._actions}
+        for dest, choices in expected.items():
+            assert list(actions[dest].choices) == list(choices), (name, dest)
+
+
+def test_command_line_defaults_are_the_python_apis():
+    """The shared parameters default to the same values on the command line and in Python;
+    the deliberate differences (weights, from-scratch lr/freeze, the small demo) are tested
+    as such."""
+    import inspect
+
+    from skhybrid.cli import _build_parser, _classifier_params
+    from skhybrid.workflow import classifier_defaults, run_experiment
+
+    parser = _build_parser()
+    estimator = classifier_defaults("hybrid")
+    assert classifier_defaults("cnn")["freeze_epochs"] == estimator["freeze_epochs"]
+    experiment = {n: p.default for n, p in inspect.signature(run_experiment).parameters.items()}
+
+    pretrained = parser.parse_args(["train", "data", "--weights", "imagenet"])
+    params = _classifier_params(pretrained)
+    for name in ("backbone", "max_epochs", "batch_size", "fusion", "device", "precision"):
+        assert params[name] == estimator[name], name
+    assert params["freeze_epochs"] == estimator["freeze_epochs"]
+    assert params["lr"] == estimator["lr"]
+    assert pretrained.aggregation is None and experiment["aggregation"] is None
+    assert "aggregation" not in params  # run_experiment decides (default_aggregation)
+    assert pretrained.self_learning_rounds == experiment["self_learning_rounds"]
+    assert pretrained.relabel_with == experiment["relabel_with"]
+    assert pretrained.split == experiment["protocol"]
+    assert pretrained.test_size == experiment["test_size"]
+    assert pretrained.seed == experiment["random_state"]
+
+    # Deliberate: no download by default; a random CNN is not frozen and learns faster.
+    scratch = _classifier_params(parser.parse_args(["train", "data"]))
+    assert scratch["weights"] is None and estimator["weights"] == "imagenet"
+    assert scratch["freeze_epochs"] == 0 and scratch["lr"] == 1e-3
+    # Deliberate: the demo is small.
+    demo = _classifier_params(parser.parse_args(["demo"]))
+    assert (demo["backbone"], demo["max_epochs"], demo["batch_size"]) == ("resnet18", 12, 32)
+    # An explicit option wins.
+    given = _classifier_params(parser.parse_args(["train", "data", "--freeze-epochs", "3"]))
+    assert given["freeze_epochs"] == 3
 
 
 @pytest.mark.parametrize("command", ["demo", "train", "evaluate", "predict"])
@@ -248,19 +421,3 @@ def test_cli_on_the_real_breakhis_sample(breakhis_sample, tmp_path, capsys):
     assert main(["predict", str(out / "model.joblib"), str(image), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["label"] in {"benign", "malignant"}
-
-
-def test_image_aggregation_follows_self_learning_unless_given():
-    from skhybrid.cli import _build_parser, _classifier_params
-    from skhybrid.workflow import default_aggregation
-
-    assert default_aggregation(4) == "mil" and default_aggregation(0) == "mean"
-    parser = _build_parser()
-    cases = {
-        (): "mil",  # 4 rounds by default: an image is malignant as soon as one tile is
-        ("--self-learning-rounds", "0"): "mean",
-        ("--aggregation", "vote"): "vote",  # an explicit choice wins
-    }
-    for extra, expected in cases.items():
-        args = parser.parse_args(["train", "data", *extra])
-        assert _classifier_params(args, demo=False)["aggregation"] == expected, extra

@@ -19,6 +19,7 @@ from PIL import Image
 from sklearn.model_selection import GroupKFold
 
 from skhybrid.datasets import load_breakhis, parse_breakhis_filename
+from skhybrid.exceptions import DataError, PathNotFoundError, SkhybridError, UserError
 
 SIZE = (46, 70)
 
@@ -92,9 +93,11 @@ def test_parse_breakhis_filename(name, expected):
     ],
 )
 def test_parse_rejects_bad_names_naming_them(name, reason):
-    with pytest.raises(ValueError, match=reason) as info:
+    with pytest.raises(DataError, match=reason) as info:
         parse_breakhis_filename(name)
     assert name in str(info.value)
+    # skhybrid's own class (one line on the command line), still the ValueError it was
+    assert isinstance(info.value, ValueError) and isinstance(info.value, SkhybridError)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -164,8 +167,9 @@ def test_magnification_filter(tree, magnification, expected):
 
 @pytest.mark.parametrize("magnification", [50, "40XX", "high", [40, 300], []])
 def test_unknown_magnification_lists_valid_values(tree, magnification):
-    with pytest.raises(ValueError, match=r"40X.*100X.*200X.*400X|empty"):
+    with pytest.raises(UserError, match=r"40X.*100X.*200X.*400X|empty") as info:
         load(tree[0], magnification=magnification)
+    assert isinstance(info.value, ValueError)
 
 
 def test_subtype_target(tree):
@@ -261,7 +265,7 @@ def test_odd_sized_image_is_resized_and_recorded(odd_sized):
 
 def test_odd_sized_image_can_be_an_error(odd_sized):
     root, path = odd_sized
-    with pytest.raises(ValueError, match="expected 46x70") as info:
+    with pytest.raises(DataError, match="expected 46x70") as info:
         load(root, on_size_mismatch="error")
     assert path.name in str(info.value)
 
@@ -326,13 +330,14 @@ def test_unparsable_name_is_skipped_with_a_warning(badly_named):
 
 def test_missing_root_names_the_path(tmp_path):
     missing = tmp_path / "no-such-folder"
-    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+    with pytest.raises(PathNotFoundError, match="no-such-folder") as info:
         load(missing)
+    assert isinstance(info.value, FileNotFoundError)
 
 
 def test_no_images_names_root_and_magnification(tmp_path, tree):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="empty.*any magnification"):
+    with pytest.raises(PathNotFoundError, match="empty.*any magnification"):
         load(tmp_path / "empty")
     only_40 = tmp_path / "only40"
     make_breakhis_tree(only_40, n_per_class=2, image_size=SIZE, magnifications=(40,))

@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from skhybrid.datasets import make_histology
 from skhybrid.features import ColorTextureFeatures
+from skhybrid.reporting import format_self_learning_history
 from skhybrid.self_learning import SelfLearningRelabeler, relabel_positive_tiles
 from skhybrid.tiling import SubImageTiler
 
@@ -238,7 +239,7 @@ def test_history_counts_and_table(histology, fitted_on_images):
     else:
         assert fitted_on_images.n_rounds_ == 4
 
-    table = fitted_on_images.format_history(tile_truth=histology.tile_target)
+    table = format_self_learning_history(fitted_on_images, tile_truth=histology.tile_target)
     lines = table.splitlines()
     assert lines[0].startswith("| Round | 0 | 1 | Relabeled") and "Tile accuracy" in lines[0]
     assert len(lines) == 2 + len(history)
@@ -540,7 +541,7 @@ def test_clone_pickle_joblib(histology, fitted_on_images, tmp_path):
     )
     np.testing.assert_array_equal(restored.tile_labels_, fitted_on_images.tile_labels_)
     again = pickle.loads(pickle.dumps(fitted_on_images))
-    assert again.format_history() == fitted_on_images.format_history()
+    assert format_self_learning_history(again) == format_self_learning_history(fitted_on_images)
 
 
 def test_fit_is_deterministic_with_random_state(histology):
@@ -662,3 +663,15 @@ def test_sklearn_check_estimator_through_a_2d_adapter():
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
     assert not failed
     assert sum(r["status"] == "passed" for r in results) >= 50
+
+
+def test_format_history_moved_to_reporting_and_warns(fitted_on_images, histology):
+    """The Markdown renderer lives in skhybrid.reporting; the old method still works."""
+    new = format_self_learning_history(fitted_on_images, tile_truth=histology.tile_target)
+    with pytest.warns(FutureWarning, match="format_self_learning_history"):
+        old = fitted_on_images.format_history(tile_truth=histology.tile_target)
+    assert old == new and "Tile accuracy" in new
+    with pytest.warns(FutureWarning):
+        assert fitted_on_images.format_history() == format_self_learning_history(fitted_on_images)
+    with pytest.raises(ValueError, match="tile_truth must have shape"):
+        format_self_learning_history(fitted_on_images, tile_truth=histology.tile_target[:2])

@@ -17,6 +17,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 from .._images import UnreadableImageError
+from ..exceptions import DataError, PathNotFoundError, UserError
 
 __all__ = ["BREAKHIS_SUBTYPES", "load_breakhis", "parse_breakhis_filename"]
 
@@ -69,32 +70,32 @@ def parse_breakhis_filename(path: str | os.PathLike) -> BreakHisName:
 
     Raises
     ------
-    ValueError
-        If the name does not follow the BreakHis pattern, names an unknown subtype or
+    DataError
+        (a ``ValueError``) If the name does not follow the BreakHis pattern, names an unknown subtype or
         magnification, or pairs a benign class letter with a malignant subtype (or the
         reverse) -- a label from such a name could be wrong, so it is refused.
     """
     name = Path(path).name
     match = _NAME.match(name)
     if match is None:
-        raise ValueError(
+        raise DataError(
             f"{os.fspath(path)!r} is not a BreakHis file name "
             "(expected SOB_<B|M>_<subtype>-<year>-<slide>-<magnification>-<seq>.png, "
             "e.g. SOB_B_A-14-22549AB-40-001.png)."
         )
     tumour_class, code = match["tumour_class"].upper(), match["code"].upper()
     if code not in BREAKHIS_SUBTYPES:
-        raise ValueError(
+        raise DataError(
             f"{os.fspath(path)!r}: unknown subtype code {code!r}; "
             f"expected one of {sorted(BREAKHIS_SUBTYPES)}."
         )
     if (tumour_class == "B") != (code in _BENIGN_CODES):
-        raise ValueError(
+        raise DataError(
             f"{os.fspath(path)!r}: class letter {tumour_class!r} contradicts subtype {code!r}."
         )
     magnification = f"{int(match['magnification'])}X"
     if magnification not in _MAGNIFICATIONS:
-        raise ValueError(
+        raise DataError(
             f"{os.fspath(path)!r}: unknown magnification {magnification!r}; "
             f"expected one of {list(_MAGNIFICATIONS)}."
         )
@@ -122,13 +123,13 @@ def _normalise_magnifications(magnification) -> tuple[str, ...] | None:
         text = str(value).strip().upper()
         text = text if text.endswith("X") else f"{text}X"
         if text not in _MAGNIFICATIONS:
-            raise ValueError(
+            raise UserError(
                 f"Unknown magnification {value!r}; valid values are "
                 f"{list(_MAGNIFICATIONS)} (also as 40, '40' or '40x') or None for all."
             )
         canonical.append(text)
     if not canonical:
-        raise ValueError("magnification is an empty collection; use None for all.")
+        raise UserError("magnification is an empty collection; use None for all.")
     return tuple(dict.fromkeys(canonical))
 
 
@@ -167,7 +168,7 @@ def _read_image(
     if rgb.size == (width, height):
         return np.asarray(rgb), False
     if on_size_mismatch == "error":
-        raise ValueError(
+        raise DataError(
             f"{path} is {rgb.size[1]}x{rgb.size[0]} (height x width), expected "
             f"{height}x{width}; pass on_size_mismatch='resize' to resize it."
         )
@@ -330,10 +331,12 @@ def load_breakhis(
 
     Raises
     ------
-    FileNotFoundError
-        If ``root`` does not exist, or no image is found (for the magnifications asked).
-    ValueError
-        For invalid parameters, unparsable names or images of the wrong size, as above.
+    PathNotFoundError
+        (a ``FileNotFoundError``) If ``root`` does not exist, or no image is found (for the
+        magnifications asked).
+    UserError, DataError
+        (both ``ValueError``) For invalid parameters (``UserError``), unparsable names or
+        images of the wrong size (``DataError``), as above.
     UnreadableImageError
         If an image cannot be decoded and ``on_error="raise"``; it is both an ``OSError``
         and a ``ValueError``.
@@ -367,7 +370,7 @@ def load_breakhis(
     _check_option(on_error, "on_error", ("raise", "skip"))
     magnifications = _normalise_magnifications(magnification)
     if not root.exists():
-        raise FileNotFoundError(f"BreakHis root folder {os.fspath(root)!r} does not exist.")
+        raise PathNotFoundError(f"BreakHis root folder {os.fspath(root)!r} does not exist.")
     root = root.resolve()
 
     paths, names, skipped = _parse_all(_find_pngs(root), on_error)
@@ -393,13 +396,13 @@ def load_breakhis(
 
 def _check_option(value, name: str, allowed: Iterable[str]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+        raise UserError(f"{name} must be one of {list(allowed)}, got {value!r}.")
 
 
 def _check_size(image_size) -> tuple[int, int]:
     size = tuple(image_size)
     if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
-        raise ValueError(f"image_size must be (height, width) or None, got {image_size!r}.")
+        raise UserError(f"image_size must be (height, width) or None, got {image_size!r}.")
     return int(size[0]), int(size[1])
 
 
@@ -410,7 +413,7 @@ def _check_found(paths: list[Path], root: Path, magnifications) -> None:
             if magnifications is None
             else f"at magnification {', '.join(magnifications)}"
         )
-        raise FileNotFoundError(
+        raise PathNotFoundError(
             f"No readable BreakHis images (SOB_*.png) found under {os.fspath(root)!r} {which}."
         )
 
