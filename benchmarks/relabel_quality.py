@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from skhybrid.datasets import make_histology
 from skhybrid.features import ColorTextureFeatures
+from skhybrid.reporting import format_self_learning_history
 from skhybrid.self_learning import SelfLearningRelabeler
 from skhybrid.tiling import SubImageTiler
 
@@ -114,7 +115,7 @@ def run_level(
             "termination_condition": relabeler.termination_condition_,
         }
         if name == "relabeler":
-            result["table"] = relabeler.format_history(tile_truth=data.tile_target)
+            result["table"] = format_self_learning_history(relabeler, tile_truth=data.tile_target)
 
     # The same round-1 out-of-fold probabilities (same folds, same inherited labels).
     first_round = SelfLearningRelabeler(inner_estimator(), n_rounds=1, random_state=seed)

@@ -48,6 +48,10 @@ _EXPORTS = {
     "Interval": "evaluation",
     "PatientCVResult": "evaluation",
     "resolve_class_roles": "class_roles",
+    "SkhybridError": "exceptions",
+    "UserError": "exceptions",
+    "DataError": "exceptions",
+    "PathNotFoundError": "exceptions",
     # persistence
     "save_model": "model_io",
     "load_model": "model_io",
@@ -59,12 +63,16 @@ __all__ = [
     "CNNClassifier",
     "CNNFeatureExtractor",
     "ColorTextureFeatures",
+    "DataError",
     "HybridCNNLSTMClassifier",
     "Interval",
+    "PathNotFoundError",
     "PatientCVResult",
     "RepeatedStratifiedGroupKFold",
     "SelfLearningRelabeler",
+    "SkhybridError",
     "SubImageTiler",
+    "UserError",
     "binary_report",
     "broadcast_bag_labels",
     "cross_validate_patients",
@@ -112,6 +120,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         paper_convention_report,
         patient_bootstrap_interval,
     )
+    from .exceptions import DataError, PathNotFoundError, SkhybridError, UserError
     from .features import ColorTextureFeatures
     from .metrics import (
         SCORERS,

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .exceptions import DataError, PathNotFoundError
+
 __all__ = [
     "UnreadableImageError",
     "check_bags",
@@ -24,12 +26,13 @@ __all__ = [
 ]
 
 
-class UnreadableImageError(ValueError, OSError):
+class UnreadableImageError(DataError, OSError):
     """An image file exists but cannot be decoded (corrupt, truncated, not an image).
 
-    Both a ``ValueError`` (what the tiler has always raised, and what the command line
-    reports as a one-line error) and an ``OSError`` (what ``load_breakhis`` documents), so
-    code catching either keeps working and every entry point raises the same type.
+    A :class:`~skhybrid.exceptions.DataError` (so a ``ValueError``, what the tiler has always
+    raised, and what the command line reports as a one-line error) and an ``OSError`` (what
+    ``load_breakhis`` documents), so code catching either keeps working and every entry point
+    raises the same type.
     """
 
 
@@ -153,7 +156,7 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Image file not found: {path}")
+        raise PathNotFoundError(f"Image file not found: {path}")
     try:
         with Image.open(path) as image:
             image.load()  # decode now, so a truncated file fails here, with its path

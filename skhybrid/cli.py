@@ -55,16 +55,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions printed as one line: what the user can fix, not bugs.
 
-    skhybrid's own :class:`~skhybrid.exceptions.SkhybridError`, plus the library's older
-    user-facing classes and scikit-learn's ``InvalidParameterError`` (an estimator parameter,
+    skhybrid's own :class:`~skhybrid.exceptions.SkhybridError` (missing weights and unreadable
+    images included), plus scikit-learn's ``InvalidParameterError`` (an estimator parameter,
     i.e. an option, out of range).
     """
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from ._images import UnreadableImageError
-    from .nn.weights import MissingWeightsError
-
-    return (SkhybridError, MissingWeightsError, UnreadableImageError, InvalidParameterError)
+    return (SkhybridError, InvalidParameterError)
 
 
 # -- output without colour in pipes -------------------------------------------------------------

@@ -142,16 +142,16 @@ def _write_plots(out: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) ->
 
 def _plot_levels(plot: Any, curves: dict, path: Path) -> bool:
     """Draw one curve per level that has both classes on shared axes; save when any."""
-    fig = ax = None
+    display = None
     for level, (truth, score) in curves.items():
         if len(np.unique(truth)) < 2:
             continue
         # The positive class by the one class-role rule, not a hard-coded name.
-        fig = plot(truth, score, pos_label=positive_label(truth), ax=ax, label=level)
-        ax = fig.axes[0]
-    if fig is None:
+        ax = None if display is None else display.ax_
+        display = plot(truth, score, pos_label=positive_label(truth), ax=ax, label=level)
+    if display is None:
         return False
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    display.figure_.savefig(path, dpi=120, bbox_inches="tight")
     return True
 
 

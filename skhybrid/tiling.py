@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._images import check_bags, check_image_array, load_rgb, one_image, to_image_list
+from .exceptions import PathNotFoundError
 
 __all__ = [
     "SubImageTiler",
@@ -413,7 +414,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
                     with Image.open(item) as image:
                         sizes.append((image.height, image.width))
                 except FileNotFoundError as exc:
-                    raise FileNotFoundError(f"Image file not found: {item}") from exc
+                    raise PathNotFoundError(f"Image file not found: {item}") from exc
                 except OSError as exc:
                     raise ValueError(f"Cannot read image {item}: {exc}") from exc
             else:

@@ -383,6 +383,9 @@ def test_reproduce_paper_quick_only_changes_defaults(reproduce_paper: ModuleType
 
 def test_reproduce_paper_freeze_epochs_as_cli(reproduce_paper: ModuleType) -> None:
     from skhybrid.cli import _build_parser, _classifier_params
+    from skhybrid.workflow import classifier_defaults
+
+    pretrained = classifier_defaults()["freeze_epochs"]  # the estimators' own default
 
     for weights in ("none", "imagenet"):
         args = reproduce_paper.parse_args(["--weights", weights])
@@ -391,7 +394,11 @@ def test_reproduce_paper_freeze_epochs_as_cli(reproduce_paper: ModuleType) -> No
             ["train", "data"] + (["--weights", weights] if weights != "none" else [])
         )
         theirs = _classifier_params(cli_args, demo=False)
-        assert ours["freeze_epochs"] == theirs["freeze_epochs"] == (5 if weights != "none" else 0)
+        assert (
+            ours["freeze_epochs"]
+            == theirs["freeze_epochs"]
+            == (pretrained if weights != "none" else 0)
+        )
         assert ours["lr"] == theirs["lr"]
     explicit = reproduce_paper.parse_args(["--weights", "imagenet", "--freeze-epochs", "0"])
     assert reproduce_paper.classifier_params(explicit, "vgg19")["freeze_epochs"] == 0

