@@ -73,6 +73,7 @@ def _masked_percentile(values: np.ndarray, mask: np.ndarray, q: float) -> np.nda
     """
     counts = mask.sum(axis=1)
     ordered = np.sort(np.where(mask, values, np.inf), axis=1)
+    ordered[:, 0] = np.where(counts > 0, ordered[:, 0], 0.0)  # no inf - inf on empty rows
     position = q / 100.0 * np.maximum(counts - 1, 0)
     low = np.floor(position).astype(np.intp)
     high = np.minimum(low + 1, np.maximum(counts - 1, 0))
