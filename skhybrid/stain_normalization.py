@@ -40,11 +40,17 @@ __all__ = ["STAIN_NORMALIZATION_METHODS", "StainNormalizer"]
 
 STAIN_NORMALIZATION_METHODS = ("macenko", "reinhard")
 
-#: An image is left unchanged when fewer of its pixels than this fraction (or than
-#: ``_MIN_TISSUE_PIXELS``) are tissue. The 99th-percentile concentration that Macenko scales by
-#: must fall on tissue, so at least 1 % is needed; 2 % leaves a margin.
-_MIN_TISSUE_FRACTION = 0.02
+#: An image is left unchanged when fewer of its pixels than this fraction are stained (OD >= beta
+#: in some channel): the 99th-percentile concentration that Macenko scales by must fall on
+#: stain, so at least 1 % is needed (2 % leaves a margin), and Reinhard would blow a white
+#: image's faint noise up to the reference's contrast.
+_MIN_STAINED_FRACTION = 0.02
+#: Macenko estimates the stains from the pixels with OD >= beta in every channel, as torchstain;
+#: it needs at least this many of them, and this fraction of the image. Below it (faint images
+#: where light eosin stays under beta in red) the estimates fail: torchstain turns such images
+#: almost white (a 0.9 % BreakHis patch, and faded synthetic tiles).
 _MIN_TISSUE_PIXELS = 100
+_MIN_TISSUE_FRACTION = 0.02
 #: Second-largest over largest OD-covariance eigenvalue below which the tissue holds a single
 #: colour: no plane, no two stains.
 _MIN_EIGENVALUE_RATIO = 1e-6
@@ -86,10 +92,9 @@ def _masked_percentiles(values: np.ndarray, mask: np.ndarray, qs: tuple[float, .
     return np.array(results)
 
 
-def _enough_tissue(tissue: np.ndarray) -> np.ndarray:
-    """``(n,)`` whether each ``(n, P)`` tissue mask holds enough tissue to normalise."""
-    counts = tissue.sum(axis=1)
-    return (counts >= _MIN_TISSUE_PIXELS) & (counts >= _MIN_TISSUE_FRACTION * tissue.shape[1])
+def _enough_stain(od: np.ndarray, beta: float) -> np.ndarray:
+    """``(n,)`` whether enough of the pixels of ``(n, P, 3)`` OD are stained to normalise."""
+    return (od >= beta).any(axis=2).mean(axis=1) >= _MIN_STAINED_FRACTION
 
 
 # -- Macenko --------------------------------------------------------------------------------------
@@ -105,7 +110,7 @@ def _macenko_stains(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stain matrices ``(n, 3, 2)`` (columns H, E) of ``(n, P, 3)`` OD, and their validity."""
     counts = tissue.sum(axis=1)
-    valid = _enough_tissue(tissue)
+    valid = (counts >= _MIN_TISSUE_PIXELS) & (counts >= _MIN_TISSUE_FRACTION * tissue.shape[1])
     safe = np.maximum(counts, 2)[:, None]
     weights = tissue[..., None]
     mean = (od * weights).sum(axis=1) / safe
@@ -146,7 +151,7 @@ def _macenko_fit(
     od = _optical_density(pixels, intensity)[None]
     tissue = (od >= beta).all(axis=2)
     stains, valid = _macenko_stains(od, tissue, alpha)
-    if not valid[0]:
+    if not (valid & _enough_stain(od, beta))[0]:
         return None
     max_concentrations = np.percentile(_macenko_concentrations(od, stains)[0], 99, axis=0)
     if not (max_concentrations > 0).all():
@@ -191,8 +196,10 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         Macenko: percentile of the stain angles taken as the robust extremes (``alpha`` and
         ``100 - alpha``).
     beta : float, default=0.15
-        Optical density below which (in any channel) a pixel is background. Both methods leave
-        an image unchanged when less than 2 % of its pixels (or fewer than 100) are tissue.
+        Optical density below which (in any channel) a pixel is background. Reinhard leaves
+        an image unchanged when less than 2 % of its pixels are stained (``OD >= beta`` in some
+        channel), Macenko when less than 2 % (or fewer than 100) have ``OD >= beta`` in every
+        channel (the pixels its stain estimate uses).
     intensity : float, default=240
         Macenko: transmitted light intensity ``Io`` in ``OD = -log((I + 1) / Io)``; 240 as in
         Macenko's and torchstain's code (bright background slightly below 255).
@@ -290,19 +297,21 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         source = "reference" if self.reference is not None else "X (no reference given)"
         # The reference must have tissue: a white reference would scale every image to white.
         od = _optical_density(pixels, self.intensity)
-        if not _enough_tissue((od >= self.beta).all(axis=1)[None])[0]:
+        if not _enough_stain(od[None], self.beta)[0]:
             raise ValueError(
                 f"The stain {source} is background only: less than "
-                f"{_MIN_TISSUE_FRACTION:.0%} of its pixels have an optical density >= "
-                f"beta={self.beta} in every channel. Pass H&E tissue images as the reference."
+                f"{_MIN_STAINED_FRACTION:.0%} of its pixels have an optical density >= "
+                f"beta={self.beta} in some channel. Pass H&E tissue images as the reference."
             )
         if self.method == "macenko":
             fitted = _macenko_fit(pixels, self.intensity, self.alpha, self.beta)
             if fitted is None:
                 raise ValueError(
-                    f"Cannot estimate two stains from the {source}: its tissue holds a single "
-                    "colour (or colours along one line in optical density). Pass H&E images "
-                    "with both hematoxylin (purple) and eosin (pink) tissue."
+                    f"Cannot estimate two stains from the {source}: less than "
+                    f"{_MIN_TISSUE_FRACTION:.0%} of its pixels have an optical density >= "
+                    f"beta={self.beta} in every channel, or they hold a single colour (colours "
+                    "along one line in optical density). Pass H&E images with both "
+                    "hematoxylin (purple) and eosin (pink) tissue."
                 )
             self.stain_matrix_ = fitted[0].T.copy()
             self.max_concentrations_ = fitted[1]
@@ -348,6 +357,7 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         od = _optical_density(flat, self.intensity)
         tissue = (od >= self.beta).all(axis=2)
         stains, valid = _macenko_stains(od, tissue, self.alpha)
+        valid &= _enough_stain(od, self.beta)
         concentrations = _macenko_concentrations(od, stains)
         max_concentrations = np.percentile(concentrations, 99, axis=1)  # (n, 2), all pixels
         valid &= (max_concentrations > 0).all(axis=1)
@@ -356,11 +366,11 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         return self.intensity * np.exp(-target_od), valid
 
     def _reinhard_block(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tissue = (_optical_density(flat, self.intensity) >= self.beta).all(axis=2)
+        stained = _enough_stain(_optical_density(flat, self.intensity), self.beta)
         lab = _rgb_to_lab(flat)
         mean = lab.mean(axis=1, keepdims=True)
         std = lab.std(axis=1, keepdims=True)
-        valid = _enough_tissue(tissue) & (std > 1e-6).all(axis=(1, 2))
+        valid = stained & (std > 1e-6).all(axis=(1, 2))
         scale = self.lab_std_ / np.where(valid[:, None, None], std, 1.0)
         return _lab_to_rgb((lab - mean) * scale + self.lab_mean_), valid
 
