@@ -6,7 +6,8 @@ Usage::
 
 Takes the real BreakHis 200x patches in ``../shared/data/breakhis-200x-patches/dev.npz`` when
 that file exists, else synthetic ``make_histology`` images whose patients have strongly shifted
-stains. The first image is the reference. Writes ``stain_normalization.png`` into ``--out``:
+stains. The reference is the most typical image: the one whose mean CIELAB colour is closest
+to the median of all. Writes ``stain_normalization.png`` into ``--out``:
 one column per image, rows original / Macenko / Reinhard / stain jitter, and prints how far each
 image's mean CIELAB colour is from the reference's before and after.
 """
@@ -40,11 +41,14 @@ def load_images(n_images: int) -> tuple[np.ndarray, str]:
     return data.images, "make_histology (stain_variation=0.2)"
 
 
+def mean_lab(images: np.ndarray) -> np.ndarray:
+    """Mean CIELAB colour ``(n, 3)`` of each image."""
+    return rgb2lab(images / 255.0).reshape(len(images), -1, 3).mean(axis=1)
+
+
 def lab_distance(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Distance of each image's mean CIELAB colour to the reference's (Delta E 1976)."""
-    target = rgb2lab(reference / 255.0).reshape(-1, 3).mean(axis=0)
-    means = rgb2lab(images / 255.0).reshape(len(images), -1, 3).mean(axis=1)
-    return np.linalg.norm(means - target, axis=1)
+    return np.linalg.norm(mean_lab(images) - mean_lab(reference[None]), axis=1)
 
 
 def main() -> None:
@@ -56,6 +60,9 @@ def main() -> None:
     from matplotlib.figure import Figure
 
     images, source = load_images(args.n_images)
+    colours = mean_lab(images)
+    typical = int(np.argmin(np.linalg.norm(colours - np.median(colours, axis=0), axis=1)))
+    images = np.concatenate([images[typical : typical + 1], np.delete(images, typical, axis=0)])
     reference = images[:1]
     rows = {"original": images}
     for method in ("macenko", "reinhard"):

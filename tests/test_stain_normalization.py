@@ -4,11 +4,16 @@ transformer (pipeline before the tiler, clone, parameter validation, pickling)."
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 
@@ -239,3 +244,28 @@ def test_input_checks(histology):
     unfitted = StainNormalizer()
     with pytest.raises(Exception, match="not fitted"):
         unfitted.transform(histology)
+
+
+def test_example_script_writes_the_grid_and_normalises(tmp_path):
+    # examples/stain_normalization.py, run as a user would (tests/test_examples.py style).
+    script = Path(__file__).resolve().parents[1] / "examples" / "stain_normalization.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "out"), "--n-images", "4"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    distances = {
+        name.strip(): float(value)
+        for name, value in re.findall(
+            r"(.+): mean colour distance to the reference (\S+)", completed.stdout
+        )
+    }
+    assert set(distances) == {"original", "macenko", "reinhard", "stain jitter (0.2)"}
+    assert distances["reinhard"] < 1.0 < distances["original"]
+    assert distances["macenko"] < distances["original"]
+    with Image.open(tmp_path / "out" / "stain_normalization.png") as image:
+        assert image.size == (640, 672)  # 4 columns x 4 rows at 80 dpi
