@@ -119,8 +119,9 @@ def _macenko_stains(
     eigenvalues, eigenvectors = np.linalg.eigh(cov)  # ascending
     valid &= eigenvalues[:, 2] > 0
     valid &= eigenvalues[:, 1] > _MIN_EIGENVALUE_RATIO * np.abs(eigenvalues[:, 2])
-    # eigh's signs are arbitrary. With the main axis pointing into positive OD, every tissue
-    # pixel projects positively on it, so the angles stay inside (0, pi) and never wrap.
+    # eigh's signs are arbitrary. H&E tissue OD is positive in every channel, and so is its main
+    # axis once it points into positive OD: every tissue pixel then projects positively on it,
+    # and the angles stay inside (0, pi) without wrapping (torchstain leaves this to chance).
     main_sign = np.where(eigenvectors[:, :, 2].sum(axis=1) < 0, -1.0, 1.0)
     eigenvectors[:, :, 2] *= main_sign[:, None]
     plane = eigenvectors[:, :, 1:3]  # (n, 3, 2): second and first axis, as torchstain
