@@ -149,13 +149,17 @@ def test_degenerate_images_are_returned_unchanged(histology, method):
     white = np.full((1, 96, 128, 3), 250, np.uint8)  # background only
     pink = np.empty((1, 96, 128, 3), np.uint8)
     pink[...] = (200, 110, 160)  # one colour, tissue-dark
+    noisy = np.clip(pink.astype(int) + np.random.default_rng(0).integers(-2, 3, pink.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)  # one colour with +-2 grey levels of noise: not amplified
     nearly_white = white.copy()
     nearly_white[0, :3, :10] = (120, 60, 140)  # a 30-pixel speck of tissue
-    batch = np.concatenate([white, pink, nearly_white, histology[:2]])
+    batch = np.concatenate([white, pink, noisy, nearly_white, histology[:2]])
     out = StainNormalizer(method, reference=histology[2:]).fit(histology).transform(batch)
     assert out.dtype == np.uint8 and out.shape == batch.shape
-    np.testing.assert_array_equal(out[:3], batch[:3])
-    assert not np.array_equal(out[3:], batch[3:])  # the real images in the batch are normalised
+    np.testing.assert_array_equal(out[:4], batch[:4])
+    assert not np.array_equal(out[4], batch[4]) and not np.array_equal(
+        out[5], batch[5]
+    )  # the real images in the batch are normalised
 
 
 def test_faint_images_reinhard_normalises_them_macenko_leaves_them(histology):
