@@ -29,6 +29,7 @@ _EXPORTS = {
     "CNNFeatureExtractor": "estimators",
     "ColorTextureFeatures": "features",
     "SelfLearningRelabeler": "self_learning",
+    "StainNormalizer": "stain_normalization",
     # evaluation
     "binary_report": "metrics",
     "BinaryReport": "metrics",
@@ -71,6 +72,7 @@ __all__ = [
     "RepeatedStratifiedGroupKFold",
     "SelfLearningRelabeler",
     "SkhybridError",
+    "StainNormalizer",
     "SubImageTiler",
     "UserError",
     "binary_report",
@@ -136,5 +138,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .model_selection import RepeatedStratifiedGroupKFold
     from .self_learning import SelfLearningRelabeler
     from .splits import patient_split_indices, random_tile_split_indices
+    from .stain_normalization import StainNormalizer
     from .tiling import SubImageTiler, broadcast_bag_labels, flatten_bags, unflatten_tiles
     from .workflow import run_experiment

@@ -106,9 +106,10 @@ def _enough_stain(od: np.ndarray, beta: float) -> np.ndarray:
 
 # -- Macenko --------------------------------------------------------------------------------------
 def _optical_density(pixels: np.ndarray, intensity: float) -> np.ndarray:
-    # TODO(stain_maths): OPTICAL_DENSITY. Macenko's (and torchstain's) definition with the
-    # transmitted light ``Io`` as a parameter, -log((I + 1) / Io), so results match torchstain;
-    # skhybrid.nn.stain uses Io = 256.
+    # Macenko's own definition (and torchstain's), with the transmitted light ``Io`` as a
+    # parameter, -log((I + 1) / Io): the method estimates its stain vectors from the data, so
+    # it is not the fixed-matrix deconvolution of skhybrid.stain_maths; kept so that results
+    # match torchstain's to one grey level.
     return -np.log((pixels.astype(np.float64) + 1.0) / intensity)
 
 

@@ -38,6 +38,7 @@ TESTED = {
     "reproduce_paper.py",
     "save_and_load_model.py",
     "self_learning_relabel.py",
+    "stain_normalization.py",  # run by tests/test_stain_normalization.py
     "tile_real_image.py",
     "train_hybrid_synthetic.py",
 }

@@ -19,17 +19,17 @@ import math
 
 import torch
 
+from ..stain_maths import HED_FROM_RGB, RGB_FROM_HED
+
 __all__ = ["random_stain_jitter"]
 
-# TODO(stain_maths): RUIFROK_RGB_FROM_HED. Ruifrok & Johnston's H&E-DAB optical-density vectors
-# (rows: H, E, DAB), as in scikit-image and skhybrid.nn.stain; rows of
-# norm ~1, so the concentrations are in optical-density units.
-_RGB_FROM_HED = torch.tensor(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
-)
-_HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
-# TODO(stain_maths): OPTICAL_DENSITY. OD = -log((I * 255 + 1) / 256), as skhybrid.nn.stain:
-# finite for black pixels and 0 for white ones.
+# The Ruifrok & Johnston matrix of skhybrid.stain_maths (scikit-image's), in float64.
+_RGB_FROM_HED = torch.tensor(RGB_FROM_HED, dtype=torch.float64)
+_HED_FROM_RGB = torch.tensor(HED_FROM_RGB, dtype=torch.float64)
+# Not stain_maths.optical_density: the jitter must map back to RGB exactly (zero jitter is the
+# identity), and scikit-image's definition clips concentrations at 0 and floors intensities at
+# 1e-6, which cannot be inverted. OD = -log((I * 255 + 1) / 256) is finite for black and 0 for
+# white, and invertible.
 _LOG_256 = math.log(256.0)
 
 
