@@ -620,7 +620,7 @@ class _SubtypeModel:
 def _build_subtype_model(rng: np.random.Generator, model: _TissueModel) -> _SubtypeModel:
     s, r = model.scale, model.nucleus_radius
     small = _gland_bank(rng, 16, s, r, radius=(6, 11), stretch=(1.0, 1.6))
-    slits = _gland_bank(rng, 16, s, r, radius=(7, 12), stretch=(6.0, 10.0), irregularity=0.05)
+    slits = _gland_bank(rng, 16, s, r, radius=(9, 15), stretch=(4.0, 7.0), irregularity=0.05)
     tubules = _gland_bank(rng, 16, s, r, radius=(4, 6), stretch=(1.0, 1.2), irregularity=0.04)
     lobular = _nucleus_stamps(
         rng, 32, radius_mean=1.05 * r, radius_sd=0.05 * r, elongation=(1.0, 1.15),
@@ -684,8 +684,11 @@ def _subtype_layer(
     sub: _SubtypeModel,
     image_size: tuple[int, int],
     code: int,
+    collagen: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hematoxylin and eosin maps of a whole image of subtype ``code``.
+
+    ``collagen`` is the image's stroma (``_stroma``), shared by all its subtypes.
 
     The pattern of each subtype, drawn with the primitives of the binary renderer (lengths
     in pixels of a full-size image, times ``scale``):
@@ -714,11 +717,11 @@ def _subtype_layer(
         stroma_gain, fibroblast_rate = 1.35, 0.6
     elif code == 2:
         streaks = _streaks(rng, image_size, 45 * s)
-        lumen = _smooth_step(1.0 - np.abs(streaks) / 0.15).astype(np.float32)
+        lumen = _smooth_step(1.0 - np.abs(streaks) / 0.25).astype(np.float32)
         # Epithelium lines both sides of each cleft.
         ey, ex = _jittered_grid(rng, image_size, 2.3 * r, 0.2)
         edge = np.abs(_at(streaks, ey, ex))
-        chosen = (edge > 0.15) & (edge < 0.3) & (rng.random(len(ey)) < 0.8)
+        chosen = (edge > 0.25) & (edge < 0.4) & (rng.random(len(ey)) < 0.8)
         nuclei.add(model.benign_nuclei, ey[chosen], ex[chosen], rng)
         stroma_gain, fibroblast_rate = 1.1, 6.0
     elif code == 3:
@@ -755,7 +758,7 @@ def _subtype_layer(
         fibroblast_rate = 0.5
     fy, fx = _fibroblasts(rng, model, image_size, fibroblast_rate)
     nuclei.add(model.stromal_nuclei, fy, fx, rng)
-    return _compose(rng, model, image_size, nuclei.render(), lumen, mucin, stroma_gain)
+    return _compose(model, nuclei.render(), collagen, lumen, mucin, stroma_gain)
 
 
 def _single_files(
@@ -779,10 +782,9 @@ def _single_files(
 
 
 def _compose(
-    rng: np.random.Generator,
     model: _TissueModel,
-    image_size: tuple[int, int],
     nuclei: np.ndarray,
+    collagen: np.ndarray,
     lumen: np.ndarray,
     mucin: np.ndarray,
     stroma_gain: float,
@@ -792,7 +794,7 @@ def _compose(
     if model.scale > 0.6:
         nuclei = uniform_filter(nuclei, 3)
     cytoplasm = uniform_filter(nuclei, max(int(2.4 * model.nucleus_radius) | 1, 3))
-    stroma = stroma_gain * _stroma(rng, model, image_size) * (1.0 - 0.7 * lumen)
+    stroma = stroma_gain * collagen * (1.0 - 0.7 * lumen)
     # Mucin is faintly basophilic: it takes a little hematoxylin and hardly any eosin,
     # the pale blue-grey of mucin pools.
     stroma *= 1.0 - 0.85 * mucin
@@ -814,9 +816,12 @@ def _render_subtype_image(
     """Render one uint8 RGB image whose tiles show the subtypes in ``tile_codes``.
 
     Each subtype present is drawn over the whole image (its own random stream, so a tile's
-    tissue does not depend on its neighbours' subtypes) and each tile shows its own.
+    tissue does not depend on its neighbours' subtypes) and each tile shows its own. The
+    collagen under them is one for the whole image, so that only the subtypes' own
+    structures, not the fibres, stop at tile borders.
     """
     rng = np.random.default_rng(seed)
+    collagen = _stroma(rng, model, image_size)
     row_edges, col_edges = tile_edges(*image_size, grid)
     row_of = _tile_of_pixel(row_edges, image_size[0])
     col_of = _tile_of_pixel(col_edges, image_size[1])
@@ -825,7 +830,7 @@ def _render_subtype_image(
     eosin = np.zeros(image_size, dtype=np.float32)
     for code in np.unique(tile_codes):
         layer_rng = np.random.default_rng([seed, int(code)])
-        layer_h, layer_e = _subtype_layer(layer_rng, model, sub, image_size, int(code))
+        layer_h, layer_e = _subtype_layer(layer_rng, model, sub, image_size, int(code), collagen)
         where = code_map == code
         hematoxylin[where], eosin[where] = layer_h[where], layer_e[where]
     return _to_rgb(rng, hematoxylin, eosin, stain)
