@@ -1093,7 +1093,7 @@ def make_histology(
     >>> data = make_histology(
     ...     24, image_size=(96, 144), subtypes=True, target="subtype", random_state=0
     ... )
-    >>> list(data.target_names[:2]), data.tile_subtype.shape
+    >>> data.target_names[:2].tolist(), data.tile_subtype.shape
     (['adenosis', 'fibroadenoma'], (24, 9))
     >>> bool(((data.tile_subtype >= 4) == (data.tile_target == 1)).all())
     True
