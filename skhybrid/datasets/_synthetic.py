@@ -568,8 +568,9 @@ def _perturb_stain(
 # The staining of a second laboratory ("lab B"), reached at ``stain_shift=1``: a bluer
 # hematoxylin (more red absorbed, as in Ruifrok & Johnston's vector and beyond), an
 # orange-red eosin (more blue absorbed), nuclei stained harder and stroma paler, seen
-# under a warm, yellowish lamp. Each is a difference in optical density, the space in which
-# stains mix (Beer-Lambert), so it shifts every image the same way whatever its own jitter.
+# under a warm, yellowish lamp. Stain vectors and scales act in optical density, the space
+# in which stains mix (Beer-Lambert); the lamp tints the illumination. Each is applied as a
+# change to an image's own stain, so it shifts every image the same way whatever its jitter.
 _LAB_B_HEMATOXYLIN = np.array([0.740, 0.620, 0.260], dtype=np.float32)
 _LAB_B_EOSIN = np.array([0.050, 0.860, 0.500], dtype=np.float32)
 _LAB_B_H_SCALE = 1.35
@@ -980,6 +981,11 @@ def make_histology(
     sub-image relabeling has to discover. The data set is small and fast enough to be the
     embedded default of the demo, and its ``tile_target`` is the ground truth for
     testing tile relabeling.
+
+    With ``subtypes=True`` the tissue is one of the eight BreakHis subtypes per patient,
+    each with its own pattern, and ``tile_subtype`` gives every tile's subtype; with
+    ``stain_shift`` the images are stained by a second laboratory, for train-on-one-lab,
+    test-on-another benchmarks of stain normalisation and augmentation.
 
     Read more in the :ref:`User Guide <datasets>` (``docs/datasets.md``).
 
