@@ -1,7 +1,8 @@
 """Data sets: the real BreakHis images and an embedded synthetic look-alike.
 
 - :func:`load_breakhis` reads a local copy of BreakHis (Spanhol et al., 2016).
-- :func:`make_histology` generates H&E-like images with ground-truth tile labels.
+- :func:`make_histology` generates H&E-like images with ground-truth tile labels, optionally
+  of the eight BreakHis subtypes (:data:`BREAKHIS_SUBTYPES`) and stained by a second lab.
 """
 
 from __future__ import annotations

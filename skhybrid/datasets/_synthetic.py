@@ -17,9 +17,10 @@ from joblib import Parallel, delayed
 from PIL import Image
 from scipy.ndimage import uniform_filter
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..tiling import _check_pair, tile_boxes, tile_edges
+from ._breakhis import _BENIGN_CODES, BREAKHIS_SUBTYPES
 
 __all__ = ["make_histology", "tile_slices"]
 
@@ -203,13 +204,24 @@ def _nucleoli(
 
 
 def _gland_bank(
-    rng: np.random.Generator, count: int, scale: float, nucleus_radius: float
+    rng: np.random.Generator,
+    count: int,
+    scale: float,
+    nucleus_radius: float,
+    *,
+    radius: tuple[float, float] = (12, 30),
+    stretch: tuple[float, float] = (1.0, 2.2),
+    irregularity: float = 0.12,
 ) -> _GlandBank:
-    """Lumen masks of irregular glands and the positions of the nuclei lining them."""
-    lumen_radius = rng.uniform(12, 30, count) * scale
-    stretch = rng.uniform(1.0, 2.2, count)
+    """Lumen masks of irregular glands and the positions of the nuclei lining them.
+
+    ``radius`` (in pixels of a full-size image) and ``stretch`` (axis ratio) are the ranges
+    the glands are drawn from; the defaults are the glands of benign tissue.
+    """
+    lumen_radius = rng.uniform(*radius, count) * scale
+    stretch = rng.uniform(*stretch, count)
     half = int(np.ceil(lumen_radius.max() * np.sqrt(stretch.max()) * 1.2 + 3))
-    rho, _ = _blob_geometry(rng, count, half, lumen_radius, stretch, 0.12)
+    rho, _ = _blob_geometry(rng, count, half, lumen_radius, stretch, irregularity)
     soft = np.clip(1.5 / lumen_radius, 0.05, 0.5)[:, None, None].astype(np.float32)
     lumen = _smooth_step((1.0 - rho) / soft + 0.5)
     # The lining nuclei sit just outside the lumen; rho is relative to the lumen radius.
@@ -551,6 +563,305 @@ def _perturb_stain(
     }
 
 
+# ----------------------------------------------------------------------------- lab stain
+
+# The staining of a second laboratory ("lab B"), reached at ``stain_shift=1``: a bluer
+# hematoxylin (more red absorbed, as in Ruifrok & Johnston's vector and beyond), an
+# orange-red eosin (more blue absorbed), nuclei stained harder and stroma paler, seen
+# under a warm, yellowish lamp. Stain vectors and scales act in optical density, the space
+# in which stains mix (Beer-Lambert); the lamp tints the illumination. Each is applied as a
+# change to an image's own stain, so it shifts every image the same way whatever its jitter.
+_LAB_B_HEMATOXYLIN = np.array([0.740, 0.620, 0.260], dtype=np.float32)
+_LAB_B_EOSIN = np.array([0.050, 0.860, 0.500], dtype=np.float32)
+_LAB_B_H_SCALE = 1.35
+_LAB_B_E_SCALE = 0.65
+_LAB_B_ILLUMINATION = np.array([250.0, 236.0, 212.0], dtype=np.float32)
+
+
+def _shift_stain(stain: dict[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:
+    """An image's staining moved ``strength`` of the way from lab A's towards lab B's.
+
+    Deterministic (it draws no random numbers), so the same seed gives the same tissue in
+    both labs and only the staining differs.
+    """
+
+    def towards(vector: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:
+        moved = np.abs(vector + strength * (lab_b / np.linalg.norm(lab_b) - lab_a))
+        return (moved / np.linalg.norm(moved)).astype(np.float32)
+
+    illumination = stain["illumination"] + strength * (_LAB_B_ILLUMINATION - _ILLUMINATION)
+    return {
+        "h_vector": towards(stain["h_vector"], _OD_HEMATOXYLIN, _LAB_B_HEMATOXYLIN),
+        "e_vector": towards(stain["e_vector"], _OD_EOSIN, _LAB_B_EOSIN),
+        "h_scale": np.float32(stain["h_scale"] * _LAB_B_H_SCALE**strength),
+        "e_scale": np.float32(stain["e_scale"] * _LAB_B_E_SCALE**strength),
+        "illumination": np.clip(illumination, 150, 255).astype(np.float32),
+    }
+
+
+# ----------------------------------------------------------------------------- subtypes
+
+#: The subtype names in the order of ``target="subtype"``: that of ``load_breakhis``.
+_SUBTYPE_NAMES = tuple(BREAKHIS_SUBTYPES.values())
+_N_BENIGN_SUBTYPES = sum(code in _BENIGN_CODES for code in BREAKHIS_SUBTYPES)
+
+
+@dataclass(frozen=True)
+class _SubtypeModel:
+    """The extra stamps the eight subtype patterns draw, shared by one call's images."""
+
+    small_glands: _GlandBank  # adenosis: many small glands
+    slit_glands: _GlandBank  # fibroadenoma: compressed, elongated glands
+    tubules: _GlandBank  # tubular adenoma: small round tubules
+    lobular_nuclei: _StampBank  # small, round, uniform cells
+    columnar_nuclei: _StampBank  # papillary: tall, dark, crowded cells
+    pad: int
+
+
+def _build_subtype_model(rng: np.random.Generator, model: _TissueModel) -> _SubtypeModel:
+    s, r = model.scale, model.nucleus_radius
+    small = _gland_bank(rng, 16, s, r, radius=(6, 11), stretch=(1.0, 1.6))
+    slits = _gland_bank(rng, 16, s, r, radius=(9, 15), stretch=(4.0, 7.0), irregularity=0.05)
+    tubules = _gland_bank(rng, 16, s, r, radius=(4, 6), stretch=(1.0, 1.2), irregularity=0.04)
+    lobular = _nucleus_stamps(
+        rng, 32, radius_mean=1.05 * r, radius_sd=0.05 * r, elongation=(1.0, 1.15),
+        irregularity=0.03, darkness=1.1, darkness_sd=0.05, chromatin=0.05,
+    )  # fmt: skip
+    columnar = _nucleus_stamps(
+        rng, 32, radius_mean=1.1 * r, radius_sd=0.1 * r, elongation=(1.8, 2.6),
+        irregularity=0.06, darkness=1.15, darkness_sd=0.08, chromatin=0.1,
+    )  # fmt: skip
+    halves = (small.lumen.half, slits.lumen.half, tubules.lumen.half, lobular.half, columnar.half)
+    return _SubtypeModel(small, slits, tubules, lobular, columnar, max(model.pad, *halves) + 2)
+
+
+def _glands(
+    rng: np.random.Generator,
+    model: _TissueModel,
+    sub: _SubtypeModel,
+    image_size: tuple[int, int],
+    bank: _GlandBank,
+    spacing: float,
+    jitter: float,
+    keep: float,
+    nuclei: _Canvas,
+) -> np.ndarray:
+    """Lumen map of glands on a jittered grid; their lining nuclei are queued in ``nuclei``."""
+    gy, gx = _jittered_grid(rng, image_size, spacing, jitter)
+    chosen = rng.random(len(gy)) < keep
+    gy, gx = gy[chosen], gx[chosen]
+    lumens = _Canvas(image_size, sub.pad)
+    shape = lumens.add(bank.lumen, gy, gx, rng)
+    lining = [bank.ring_offsets[k] + (y, x) for k, y, x in zip(shape, gy, gx)]
+    lining = np.concatenate(lining) if lining else np.empty((0, 2), np.float32)
+    lining = lining + rng.normal(0, 0.25 * model.nucleus_radius, lining.shape)
+    nuclei.add(model.benign_nuclei, lining[:, 0], lining[:, 1], rng)
+    return np.clip(lumens.render(), 0.0, 1.0)
+
+
+def _fibroblasts(
+    rng: np.random.Generator, model: _TissueModel, image_size: tuple[int, int], rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stromal nuclei scattered at ``rate`` times the density of plain stroma."""
+    return _uniform_points(rng, rate * 2.5e-4 / model.scale**2, image_size)
+
+
+def _streaks(rng: np.random.Generator, image_size: tuple[int, int], cell: float) -> np.ndarray:
+    """Smooth noise stretched along a random direction, scaled to unit standard deviation."""
+    streaks = _fibres(rng, image_size, cell, rng.uniform(0, 180))
+    return streaks / max(float(streaks.std()), 1e-6)
+
+
+def _at(values: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``values`` at the pixels nearest to the points (clipped to the image)."""
+    iy = np.clip(np.rint(ys).astype(int), 0, values.shape[0] - 1)
+    ix = np.clip(np.rint(xs).astype(int), 0, values.shape[1] - 1)
+    return values[iy, ix]
+
+
+def _subtype_layer(
+    rng: np.random.Generator,
+    model: _TissueModel,
+    sub: _SubtypeModel,
+    image_size: tuple[int, int],
+    code: int,
+    collagen: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin and eosin maps of a whole image of subtype ``code``.
+
+    ``collagen`` is the image's stroma (``_stroma``), shared by all its subtypes.
+
+    The pattern of each subtype, drawn with the primitives of the binary renderer (lengths
+    in pixels of a full-size image, times ``scale``):
+
+    0 adenosis: many small round glands, closely spaced, in normal stroma.
+    1 fibroadenoma: abundant, strongly eosinophilic stroma with few nuclei and a few
+      compressed, slit-like elongated glands.
+    2 phyllodes_tumor: dense cellular stroma (six times the fibroblasts) cut by long,
+      curved, leaf-like clefts lined by epithelium.
+    3 tubular_adenoma: tightly packed small round tubules with little stroma between.
+    4 ductal_carcinoma: irregular nests and cords of large pleomorphic nuclei.
+    5 lobular_carcinoma: single-file lines of small, uniform, discohesive cells.
+    6 mucinous_carcinoma: pale blue-grey mucin pools with small floating cell clusters.
+    7 papillary_carcinoma: finger-like fronds, a fibrovascular (eosin) core lined by tall
+      crowded dark cells, separated by clear spaces.
+    """
+    s, r = model.scale, model.nucleus_radius
+    nuclei = _Canvas(image_size, sub.pad)
+    lumen = np.zeros(image_size, dtype=np.float32)
+    mucin = lumen
+    stroma_gain, fibroblast_rate = 1.0, 1.0
+    if code == 0:
+        lumen = _glands(rng, model, sub, image_size, sub.small_glands, 38 * s, 0.25, 0.85, nuclei)
+    elif code == 1:
+        lumen = _glands(rng, model, sub, image_size, sub.slit_glands, 120 * s, 0.25, 0.6, nuclei)
+        stroma_gain, fibroblast_rate = 1.35, 0.6
+    elif code == 2:
+        streaks = _streaks(rng, image_size, 45 * s)
+        lumen = _smooth_step(1.0 - np.abs(streaks) / 0.25).astype(np.float32)
+        # Epithelium lines both sides of each cleft.
+        ey, ex = _jittered_grid(rng, image_size, 2.3 * r, 0.2)
+        edge = np.abs(_at(streaks, ey, ex))
+        chosen = (edge > 0.25) & (edge < 0.4) & (rng.random(len(ey)) < 0.8)
+        nuclei.add(model.benign_nuclei, ey[chosen], ex[chosen], rng)
+        stroma_gain, fibroblast_rate = 1.1, 6.0
+    elif code == 3:
+        lumen = _glands(rng, model, sub, image_size, sub.tubules, 26 * s, 0.08, 0.97, nuclei)
+        stroma_gain, fibroblast_rate = 0.75, 0.3
+    elif code == 4:
+        ty, tx = _jittered_grid(rng, image_size, model.tumour_spacing, 0.3)
+        cell = 45.0 * s
+        nests = _noise_at(_coarse_noise(rng, image_size, cell), cell, ty, tx)
+        chosen = rng.random(len(ty)) < _smooth_step(0.6 + 1.2 * nests)
+        nuclei.add(model.malignant_nuclei, ty[chosen], tx[chosen], rng)
+    elif code == 5:
+        ly, lx = _single_files(rng, image_size, r)
+        nuclei.add(sub.lobular_nuclei, ly, lx, rng)
+        stroma_gain = 1.1
+    elif code == 6:
+        cell = 70.0 * s
+        pools = _upsample(_coarse_noise(rng, image_size, cell), image_size, cell)
+        mucin = _smooth_step(1.5 * (pools + 0.5)).astype(np.float32)
+        ty, tx = _jittered_grid(rng, image_size, model.tumour_spacing, 0.3)
+        cell = 18.0 * s
+        clusters = _noise_at(_coarse_noise(rng, image_size, cell), cell, ty, tx)
+        chosen = (clusters > 1.0) & (_at(mucin, ty, tx) > 0.5)
+        nuclei.add(model.malignant_nuclei, ty[chosen], tx[chosen], rng)
+        fibroblast_rate = 0.5
+    else:
+        fronds = _streaks(rng, image_size, 28 * s)
+        lumen = _smooth_step((-0.3 - fronds) / 0.3).astype(np.float32)
+        # Crowded tall cells line each frond, between its core and the clear space.
+        ey, ex = _jittered_grid(rng, image_size, 1.6 * r, 0.15)
+        level = _at(fronds, ey, ex)
+        chosen = (level > -0.3) & (level < 0.15)
+        nuclei.add(sub.columnar_nuclei, ey[chosen], ex[chosen], rng)
+        fibroblast_rate = 0.5
+    fy, fx = _fibroblasts(rng, model, image_size, fibroblast_rate)
+    nuclei.add(model.stromal_nuclei, fy, fx, rng)
+    return _compose(model, nuclei.render(), collagen, lumen, mucin, stroma_gain)
+
+
+def _single_files(
+    rng: np.random.Generator, image_size: tuple[int, int], nucleus_radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of cells in wavy, roughly parallel single-file lines covering the image."""
+    height, width = image_size
+    reach = np.hypot(height, width) / 2 + 4 * nucleus_radius
+    along = np.arange(-reach, reach, 2.4 * nucleus_radius)
+    across = np.arange(-reach, reach, 5.5 * nucleus_radius)
+    u, v = np.meshgrid(along, across)
+    phase = rng.uniform(0, 2 * np.pi, (len(across), 1))
+    v = v + 1.5 * nucleus_radius * np.sin(u / (12 * nucleus_radius) + phase)
+    # Discohesive: gaps within a file, and some files missing.
+    chosen = (rng.random(u.shape) < 0.75) & (rng.random((len(across), 1)) < 0.7)
+    u, v = u[chosen], v[chosen]
+    theta = rng.uniform(0, np.pi)
+    ys = height / 2 + u * np.sin(theta) + v * np.cos(theta)
+    xs = width / 2 + u * np.cos(theta) - v * np.sin(theta)
+    return ys, xs
+
+
+def _compose(
+    model: _TissueModel,
+    nuclei: np.ndarray,
+    collagen: np.ndarray,
+    lumen: np.ndarray,
+    mucin: np.ndarray,
+    stroma_gain: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stain concentrations from the nuclei, lumen and mucin maps, as ``_render_image`` does."""
+    nuclei = np.minimum(nuclei, 1.6)
+    if model.scale > 0.6:
+        nuclei = uniform_filter(nuclei, 3)
+    cytoplasm = uniform_filter(nuclei, max(int(2.4 * model.nucleus_radius) | 1, 3))
+    stroma = stroma_gain * collagen * (1.0 - 0.7 * lumen)
+    # Mucin is faintly basophilic: it takes a little hematoxylin and hardly any eosin,
+    # the pale blue-grey of mucin pools.
+    stroma *= 1.0 - 0.85 * mucin
+    eosin = stroma * (1.0 - 0.45 * np.minimum(nuclei, 1.0)) + 0.35 * cytoplasm + 0.03 * mucin
+    background = 0.10 * (1.0 - 0.6 * lumen) * (1.0 - mucin) + 0.24 * mucin
+    hematoxylin = 1.05 * nuclei + 0.25 * cytoplasm + background
+    return hematoxylin.astype(np.float32), eosin.astype(np.float32)
+
+
+def _render_subtype_image(
+    seed: int,
+    model: _TissueModel,
+    sub: _SubtypeModel,
+    image_size: tuple[int, int],
+    grid: tuple[int, int],
+    tile_codes: np.ndarray,
+    stain: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Render one uint8 RGB image whose tiles show the subtypes in ``tile_codes``.
+
+    Each subtype present is drawn over the whole image (its own random stream, so a tile's
+    tissue does not depend on its neighbours' subtypes) and each tile shows its own. The
+    collagen under them is one for the whole image, so that only the subtypes' own
+    structures, not the fibres, stop at tile borders.
+    """
+    rng = np.random.default_rng(seed)
+    collagen = _stroma(rng, model, image_size)
+    row_edges, col_edges = tile_edges(*image_size, grid)
+    row_of = _tile_of_pixel(row_edges, image_size[0])
+    col_of = _tile_of_pixel(col_edges, image_size[1])
+    code_map = tile_codes[row_of[:, None] * grid[1] + col_of[None, :]]
+    hematoxylin = np.zeros(image_size, dtype=np.float32)
+    eosin = np.zeros(image_size, dtype=np.float32)
+    for code in np.unique(tile_codes):
+        layer_rng = np.random.default_rng([seed, int(code)])
+        layer_h, layer_e = _subtype_layer(layer_rng, model, sub, image_size, int(code), collagen)
+        where = code_map == code
+        hematoxylin[where], eosin[where] = layer_h[where], layer_e[where]
+    return _to_rgb(rng, hematoxylin, eosin, stain)
+
+
+def _assign_subtypes(
+    rng: np.random.Generator, patient: np.ndarray, target: np.ndarray, n_patients: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subtype code of each patient's tumour and of its benign tissue, per patient.
+
+    A patient has one subtype (one slide, one tumour, as in BreakHis). The subtypes of a
+    class are dealt out in turn in a random order, so every subtype of a class is present
+    as soon as the class has four patients. A malignant patient's benign tiles show one
+    benign subtype of its own; a benign patient's are its subtype.
+    """
+    patient_class = np.zeros(n_patients, dtype=int)
+    patient_class[patient] = target
+    code = np.empty(n_patients, dtype=int)
+    benign_code = np.empty(n_patients, dtype=int)
+    benign, malignant = np.flatnonzero(patient_class == 0), np.flatnonzero(patient_class == 1)
+    k = _N_BENIGN_SUBTYPES
+    code[benign] = rng.permutation(np.resize(np.arange(k), len(benign)))
+    code[malignant] = k + rng.permutation(
+        np.resize(np.arange(len(_SUBTYPE_NAMES) - k), len(malignant))
+    )
+    benign_code[benign] = code[benign]
+    benign_code[malignant] = rng.integers(0, k, len(malignant))
+    return code, benign_code
+
+
 # ----------------------------------------------------------------------------- labels
 
 
@@ -635,6 +946,9 @@ def _touches(mask: np.ndarray) -> np.ndarray:
         "n_patients": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "difficulty": [Interval(numbers.Real, 0, 1, closed="both")],
         "stain_variation": [Interval(numbers.Real, 0, None, closed="left")],
+        "subtypes": ["boolean"],
+        "target": [StrOptions({"binary", "subtype"})],
+        "stain_shift": [Interval(numbers.Real, 0, 1, closed="both")],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],
     },
@@ -650,6 +964,9 @@ def make_histology(
     n_patients: int | None = None,
     difficulty: float = 0.3,
     stain_variation: float = 0.05,
+    subtypes: bool = False,
+    target: str = "binary",
+    stain_shift: float = 0.0,
     n_jobs: int | None = -1,
     random_state: int | np.random.RandomState | None = None,
 ) -> Bunch:
@@ -664,6 +981,11 @@ def make_histology(
     sub-image relabeling has to discover. The data set is small and fast enough to be the
     embedded default of the demo, and its ``tile_target`` is the ground truth for
     testing tile relabeling.
+
+    With ``subtypes=True`` the tissue is one of the eight BreakHis subtypes per patient,
+    each with its own pattern, and ``tile_subtype`` gives every tile's subtype; with
+    ``stain_shift`` the images are stained by a second laboratory, for train-on-one-lab,
+    test-on-another benchmarks of stain normalisation and augmentation.
 
     Read more in the :ref:`User Guide <datasets>` (``docs/datasets.md``).
 
@@ -699,6 +1021,29 @@ def make_histology(
     stain_variation : float, default=0.05
         Magnitude of the per-patient stain shift (stain hue, intensity and illumination);
         images of one patient vary by about a third of it. 0 gives identical staining.
+    subtypes : bool, default=False
+        Whether to draw the eight BreakHis subtypes instead of one benign and one malignant
+        tissue. Every patient gets one subtype of its class (four benign: adenosis,
+        fibroadenoma, phyllodes_tumor, tubular_adenoma; four malignant: ductal, lobular,
+        mucinous and papillary carcinoma), dealt out in turn so that all four subtypes of a
+        class are present once the class has four patients; each subtype has its own
+        tissue pattern (see ``docs/datasets.md``). A malignant patient's benign tiles show
+        one benign subtype, its own, given in ``benign_subtype``. The labels, patients,
+        tile labels and stains are those of ``subtypes=False`` with the same seed: only
+        the tissue drawn differs. ``difficulty`` changes the malignant nuclei of ductal and
+        mucinous carcinoma only.
+    target : {"binary", "subtype"}, default="binary"
+        What ``target`` holds, as in :func:`load_breakhis`: ``"binary"``, 0 benign and 1
+        malignant; ``"subtype"`` (needs ``subtypes=True``), 0-7 in the order of the eight
+        ``target_names``, fixed whichever subtypes are present.
+    stain_shift : float, default=0.0
+        Move every image's staining this share of the way from the default laboratory
+        ("lab A", 0) to a second one ("lab B", 1) that stains differently: a bluer
+        hematoxylin, an orange-red eosin, hematoxylin 1.35 times and eosin 0.65 times as
+        concentrated, under a warm yellowish lamp (see ``docs/datasets.md``). The shift is
+        applied in optical-density space on top of each patient's and image's own stain
+        jitter and draws no random numbers: the same seed gives the same tissue in both
+        labs, so a model can be trained on one lab's images and tested on the other's.
     n_jobs : int or None, default=-1
         Number of threads rendering images; -1 uses all cores. The images do not depend
         on it.
@@ -713,11 +1058,24 @@ def make_histology(
         images : ndarray of shape (n_images, H, W, 3), dtype uint8
             RGB images.
         target : ndarray of shape (n_images,), dtype int
-            0 benign, 1 malignant.
+            0 benign, 1 malignant; with ``target="subtype"`` the subtype, 0-7.
         target_names : ndarray of str
-            ``["benign", "malignant"]``.
+            ``["benign", "malignant"]``; with ``target="subtype"`` the eight subtypes.
         tile_target : ndarray of shape (n_images, rows * cols), dtype int
-            Tissue type of each tile, tiles in row-major order.
+            Tissue type of each tile (0 benign, 1 malignant), tiles in row-major order.
+        subtype : ndarray of shape (n_images,), dtype str
+            Only with ``subtypes=True``: the subtype of each image (its patient's).
+        benign_subtype : ndarray of shape (n_images,), dtype str
+            Only with ``subtypes=True``: the benign subtype its benign tiles show; that of
+            ``subtype`` for a benign image.
+        tile_subtype : ndarray of shape (n_images, rows * cols), dtype int
+            Only with ``subtypes=True``: the subtype each tile shows, an index into
+            ``subtype_names``: the image's subtype on malignant tiles and its
+            ``benign_subtype`` on benign ones, so ``tile_subtype >= 4`` exactly where
+            ``tile_target == 1``.
+        subtype_names : ndarray of str
+            Only with ``subtypes=True``: the eight subtypes, benign first, the order of
+            :data:`BREAKHIS_SUBTYPES`.
         patient : ndarray of str
             Patient id of each image, e.g. ``"synthetic-P007"``; use it as ``groups``.
         grid : tuple of int
@@ -728,6 +1086,7 @@ def make_histology(
     See Also
     --------
     load_breakhis : The real BreakHis images.
+    BREAKHIS_SUBTYPES : The subtype names.
 
     Examples
     --------
@@ -736,6 +1095,13 @@ def make_histology(
     >>> data.images.shape, data.tile_target.shape
     ((12, 96, 144, 3), (12, 9))
     >>> bool((data.tile_target.max(axis=1) == data.target).all())
+    True
+    >>> data = make_histology(
+    ...     24, image_size=(96, 144), subtypes=True, target="subtype", random_state=0
+    ... )
+    >>> data.target_names[:2].tolist(), data.tile_subtype.shape
+    (['adenosis', 'fibroadenoma'], (24, 9))
+    >>> bool(((data.tile_subtype >= 4) == (data.tile_target == 1)).all())
     True
     """
     image_size = _check_pair(image_size, "image_size")
@@ -752,6 +1118,10 @@ def make_histology(
         float(benign_tile_fraction),
     )
     difficulty = float(difficulty)
+    # ``target`` names the labels' kind here; below, as before, it is the binary labels.
+    target_kind, stain_shift = target, float(stain_shift)
+    if target_kind == "subtype" and not subtypes:
+        raise ValueError('target="subtype" needs subtypes=True.')
 
     rng = check_random_state(random_state)
     n_malignant = round(n_images * malignant_fraction)
@@ -768,25 +1138,59 @@ def make_histology(
     patient_stain = [_stain(rng, stain_variation) for _ in range(n_patients)]
     seeds = rng.randint(0, 2**31, n_images)
     stains = [_perturb_stain(rng, patient_stain[p], stain_variation) for p in patient]
+    if stain_shift > 0:
+        stains = [_shift_stain(stain, stain_shift) for stain in stains]
     images = np.empty((n_images, *image_size, 3), dtype=np.uint8)
 
-    def render(i: int) -> None:
-        images[i] = _render_image(seeds[i], model, image_size, grid, tile_target[i], stains[i])
+    if subtypes:
+        # Drawn after everything the binary data set draws, whose stream stays as it was:
+        # the same seed gives the same labels, patients, tile labels and stains.
+        sub_rng = np.random.default_rng(rng.randint(2**31))
+        patient_code, patient_benign = _assign_subtypes(sub_rng, patient, target, n_patients)
+        sub_model = _build_subtype_model(sub_rng, model)
+        code, benign_code = patient_code[patient], patient_benign[patient]
+        tile_subtype = np.where(tile_target == 1, code[:, None], benign_code[:, None])
+
+        def render(i: int) -> None:
+            images[i] = _render_subtype_image(
+                seeds[i], model, sub_model, image_size, grid, tile_subtype[i], stains[i]
+            )
+
+    else:
+
+        def render(i: int) -> None:
+            images[i] = _render_image(seeds[i], model, image_size, grid, tile_target[i], stains[i])
 
     # Threads share ``images``; numpy and Pillow release the GIL for most of the work.
     # Every image has its own seed, so the result does not depend on n_jobs.
     Parallel(n_jobs=n_jobs, prefer="threads")(delayed(render)(i) for i in range(n_images))
 
     width = max(3, len(str(n_patients - 1)))
-    return Bunch(
+    data = Bunch(
         images=images,
         target=target,
         target_names=np.array(["benign", "malignant"]),
         tile_target=tile_target,
         patient=np.array([f"synthetic-P{p:0{width}d}" for p in patient]),
         grid=grid,
-        DESCR=_describe(n_images, image_size, grid, target, tile_target, n_patients, difficulty),
     )
+    subtype_counts = None
+    if subtypes:
+        names = np.array(_SUBTYPE_NAMES)
+        data.update(
+            subtype=names[code],
+            benign_subtype=names[benign_code],
+            tile_subtype=tile_subtype,
+            subtype_names=names,
+        )
+        if target_kind == "subtype":
+            data.update(target=code, target_names=names)
+        subtype_counts = np.bincount(code, minlength=len(names))
+    data.DESCR = _describe(
+        n_images, image_size, grid, target, tile_target, n_patients, difficulty,
+        subtype_counts, stain_shift,
+    )  # fmt: skip
+    return data
 
 
 def _describe(
@@ -797,10 +1201,26 @@ def _describe(
     tile_target: np.ndarray,
     n_patients: int,
     difficulty: float,
+    subtype_counts: np.ndarray | None = None,
+    stain_shift: float = 0.0,
 ) -> str:
     n_malignant = int(target.sum())
     malignant_images = tile_target[target == 1]
     benign_share = 1 - malignant_images.mean() if len(malignant_images) else 0.0
+    extra = ""
+    if subtype_counts is not None:
+        lines = "\n".join(
+            f"    {name:<22}{count:>6}" for name, count in zip(_SUBTYPE_NAMES, subtype_counts)
+        )
+        extra += f"""
+Subtypes (images; one per patient; ``tile_subtype`` per tile):
+{lines}
+"""
+    if stain_shift > 0:
+        extra += f"""
+Stain: shifted {stain_shift:g} of the way from lab A to lab B (bluer hematoxylin,
+orange-red eosin, warm illumination)
+"""
     return f"""\
 .. _synthetic_histology:
 
@@ -821,4 +1241,4 @@ images contain benign tiles, as BreakHis images contain healthy tissue around a 
 
 Split patient-wise (``GroupKFold(groups=data.patient)``): a random split puts images of
 one patient, with their shared staining, on both sides.
-"""
+{extra}"""
