@@ -54,7 +54,10 @@ from skhybrid.self_learning import relabel_positive_tiles
 
 FLOAT_HINT = r"\(X \* 255\)\.round\(\)\.astype\(np\.uint8\)"
 # scikit-learn's InvalidParameterError (a ValueError): the parameter, what it takes, the value.
-BACKBONE_HINT = r"'backbone' parameter of \w+ must be a str among \{.*'resnet18'.*Got 'resnet9000'"
+BACKBONE_HINT = (
+    r"'backbone' parameter of \w+ must be a str among \[.*'resnet18'.*\] or "
+    r"'timm:<a timm model name>'.*Got 'resnet9000'"
+)
 
 
 # -- shared files and fitted models ------------------------------------------------------------
