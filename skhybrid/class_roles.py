@@ -208,8 +208,8 @@ def resolve_class_roles(
         ordered = sorted(classes.tolist())
         return ClassRoles(classes, ordered[0], ordered[-1] if binary else None)
     raise ValueError(
-        f"Cannot tell which class is negative (benign tissue) among {classes.tolist()}: "
-        f"pass negative_class= to an estimator, or pass pos_label= to a metric (e.g. "
+        f"Cannot tell which class is negative (benign tissue) among {classes.tolist()}. "
+        f"Pass negative_class= to an estimator, or pass pos_label= to a metric (e.g. "
         f"negative_class={classes.tolist()[0]!r}, pos_label={classes.tolist()[-1]!r})."
     )
 

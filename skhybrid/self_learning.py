@@ -522,10 +522,10 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             # Numeric subtype codes do not say which are benign; the smallest alone would
             # silently make the other benign subtypes "positive".
             raise ValueError(
-                f"The default rule on {len(self.classes_)} numeric classes "
-                f"{self.classes_.tolist()} cannot tell which are benign tissue: pass "
-                "negative_classes= (e.g. [0, 1, 2, 3] for load_breakhis(target='subtype')) or "
-                "negative_class=."
+                f"The default rule needs binary labels or the negative classes: on "
+                f"{len(self.classes_)} numeric classes {self.classes_.tolist()} it cannot tell "
+                "which are benign tissue. Pass negative_classes= (e.g. [0, 1, 2, 3] for "
+                "load_breakhis(target='subtype')) or negative_class=."
             )
         if self.min_positive_tiles > n_tiles:
             raise ValueError(
