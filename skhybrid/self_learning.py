@@ -427,6 +427,14 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Relabelers pickled before k-class support have neither the negative_classes
+        # parameter nor the negative_classes_ attribute; their one negative class is the set.
+        state.setdefault("negative_classes", None)
+        if "negative_class_" in state and "negative_classes_" not in state:
+            state["negative_classes_"] = np.asarray([state["negative_class_"]])
+        super().__setstate__(state)
+
     # -- validation -------------------------------------------------------------------------
     def _validate_params(self) -> None:  # type: ignore[override]
         if not _is_int(self.n_rounds) or self.n_rounds < 0:

@@ -125,7 +125,10 @@ def test_report_serialises_and_prints(predictions):
     for name in (*SUBTYPES, "macro avg", "weighted avg", "Balanced accuracy", "Confusion"):
         assert name in text
     assert f"{100 * report.accuracy:.2f}" in text
-    assert isinstance(pickle.loads(pickle.dumps(report)), MulticlassReport)
+    restored = pickle.loads(pickle.dumps(report))
+    assert isinstance(restored, MulticlassReport)
+    assert restored.to_dict() == report.to_dict()  # nan != nan: compare the JSON form
+    hash(restored)  # frozen and hashable, like BinaryReport
 
 
 def test_string_labels_two_classes_and_the_binary_report():
@@ -192,6 +195,10 @@ def test_multiclass_scorers_in_cross_validate():
             get_scorer("roc_auc_ovr")(model, X[test], y[test])
         )
     assert result["test_roc_auc_ovr"].mean() > 0.8  # the blobs are separable: not a constant
+    # They pickle (n_jobs, dask): module-level functions and make_scorer objects.
+    restored = pickle.loads(pickle.dumps(scorers))
+    model = result["estimator"][0]
+    assert restored["roc_auc_ovr"](model, X, y) == scorers["roc_auc_ovr"](model, X, y)
 
 
 def test_roc_auc_ovr_scorer_survives_a_fold_without_a_class():

@@ -666,3 +666,17 @@ def test_sklearn_check_estimator_through_a_2d_adapter():
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
     assert not failed
     assert sum(r["status"] == "passed" for r in results) >= 50
+
+
+def test_a_relabeler_pickled_before_negative_classes_still_predicts(histology, fitted_on_images):
+    # Simulate a pickle from before k-class support: no negative_classes parameter, no
+    # negative_classes_ attribute.
+    state = dict(fitted_on_images.__getstate__())  # a copy: it may be the __dict__ itself
+    del state["negative_classes"], state["negative_classes_"]
+    old = SelfLearningRelabeler.__new__(SelfLearningRelabeler)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.negative_classes_, [fitted_on_images.negative_class_])
+    assert old.get_params()["negative_classes"] is None
+    np.testing.assert_array_equal(
+        old.predict_proba(histology.bags), fitted_on_images.predict_proba(histology.bags)
+    )

@@ -94,8 +94,9 @@ class MulticlassReport:
     f1: tuple
     support: tuple
     auc: tuple
-    macro: dict = field(repr=False)
-    weighted: dict = field(repr=False)
+    # Not hashed: a frozen report stays hashable although these two are dicts.
+    macro: dict = field(repr=False, hash=False)
+    weighted: dict = field(repr=False, hash=False)
     accuracy: float
     balanced_accuracy: float
     macro_auc: float
