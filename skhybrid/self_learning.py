@@ -772,7 +772,7 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_images, n_classes)
             Columns in the order of ``classes_``. The ``min_positive_tiles`` tiles with the
-            lowest negative probability are averaged, mirroring the rule that every positive
+            lowest negative probability (summed over ``negative_classes_``) are averaged, mirroring the rule that every positive
             image holds that many positive tiles.
         """
         tile_proba = self.predict_proba_tiles(bags)
