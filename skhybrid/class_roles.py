@@ -15,8 +15,13 @@ the metrics and scorers (``pos_label``), the self-learning rule (``negative_clas
    (``classes_[0]``: 0, -1, 1 of ``{1, 2}``, False) is negative, the largest positive;
 4. anything else (two unknown strings) raises a ``ValueError`` that asks for the parameter.
 
-With more than two classes (BreakHis subtypes) only the negative class has a role; every other
-class is a kind of positive, and ``positive`` is ``None``.
+With more than two classes only the negative class has a role; every other class is a kind of
+positive, and ``positive`` is ``None``.
+
+Several negative classes (the four benign BreakHis subtypes) form the *negative set* of
+:func:`resolve_negative_classes`: ``negative_classes=`` decides; else ``negative_class=``; else
+classes that are all BreakHis subtype names have their benign subtypes as the set; else the set
+is ``{resolve_class_roles(classes).negative}`` (for two classes, the negative class).
 
 >>> resolve_class_roles(["malignant", "normal"]).negative
 'normal'
@@ -32,11 +37,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BENIGN_SUBTYPES",
+    "MALIGNANT_SUBTYPES",
     "NEGATIVE_NAMES",
     "POSITIVE_NAMES",
     "ClassRoles",
     "positive_label",
     "resolve_class_roles",
+    "resolve_negative_classes",
     "roles_of",
 ]
 
@@ -44,6 +52,17 @@ __all__ = [
 NEGATIVE_NAMES = frozenset({"benign", "normal", "negative", "healthy"})
 #: Class names (compared case-insensitively) that mean "tumour": the positive class.
 POSITIVE_NAMES = frozenset({"malignant", "tumor", "tumour", "cancer", "positive", "abnormal"})
+#: The benign BreakHis subtypes (folder names, as ``load_breakhis(target="subtype")`` names them
+#: in ``target_names``): the negative set of :func:`resolve_negative_classes`. Kept here, not
+#: imported from ``skhybrid.datasets``, because this module is layer 0 (numpy only).
+BENIGN_SUBTYPES = ("adenosis", "fibroadenoma", "phyllodes_tumor", "tubular_adenoma")
+#: The malignant BreakHis subtypes.
+MALIGNANT_SUBTYPES = (
+    "ductal_carcinoma",
+    "lobular_carcinoma",
+    "mucinous_carcinoma",
+    "papillary_carcinoma",
+)
 #: One-letter codes, recognised only as a pair (``{"B", "M"}``): (negative, positive).
 LETTER_PAIRS = (("b", "m"), ("n", "t"))
 # For a label set holding one class only (a fold of benign patients): its counterpart.
@@ -189,8 +208,8 @@ def resolve_class_roles(
         ordered = sorted(classes.tolist())
         return ClassRoles(classes, ordered[0], ordered[-1] if binary else None)
     raise ValueError(
-        f"Cannot tell which class is negative (benign tissue) among {classes.tolist()}: "
-        f"pass negative_class= to an estimator, or pass pos_label= to a metric (e.g. "
+        f"Cannot tell which class is negative (benign tissue) among {classes.tolist()}. "
+        f"Pass negative_class= to an estimator, or pass pos_label= to a metric (e.g. "
         f"negative_class={classes.tolist()[0]!r}, pos_label={classes.tolist()[-1]!r})."
     )
 
@@ -248,3 +267,103 @@ def roles_of(estimator: Any) -> ClassRoles:
     return resolve_class_roles(
         np.asarray(final.classes_), negative_class=getattr(final, "negative_class", None)
     )
+
+
+def _subtype_key(label: Any) -> str | None:
+    # "Phyllodes tumor", "phyllodes-tumor" and "phyllodes_tumor" name the same subtype.
+    if not isinstance(label, str):
+        return None
+    return label.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _plain(label: Any) -> Any:
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def resolve_negative_classes(
+    classes: Any, negative_classes: Any = None, *, negative_class: Any = None
+) -> tuple[Any, ...]:
+    """The negative SET of ``classes``: the classes of benign tissue, in the order of ``classes``.
+
+    With the eight BreakHis subtypes the four benign ones are all negative: a benign image
+    holds only benign tissue, and a tile of a malignant image that is not tumour is benign
+    tissue of some benign subtype. The rule, in order:
+
+    1. ``negative_classes`` decides (``negative_class``, if also given, must be one of them);
+    2. ``negative_class`` alone gives ``(negative_class,)``;
+    3. classes that are all BreakHis subtype names (:data:`BENIGN_SUBTYPES`,
+       :data:`MALIGNANT_SUBTYPES`; any case, ``" "`` or ``"-"`` for ``"_"``) give their benign
+       subtypes;
+    4. otherwise ``(resolve_class_roles(classes).negative,)``: for two classes the set is the
+       negative class, so every binary problem is unchanged.
+
+    Integer subtype codes (``load_breakhis(target="subtype")`` gives 0-7) cannot be recognised:
+    step 4 would call only the smallest negative, so pass ``negative_classes=[0, 1, 2, 3]``.
+
+    Parameters
+    ----------
+    classes : array-like of shape (n_classes,)
+        The classes, e.g. an estimator's ``classes_``; at least two.
+    negative_classes : array-like of labels, default=None
+        The negative set; non-empty, members of ``classes``, and not all of them (some class
+        must be positive).
+    negative_class : label, default=None
+        A single negative class (the binary parameter of the estimators).
+
+    Returns
+    -------
+    tuple
+        The negative classes, in the order of ``classes``.
+
+    Raises
+    ------
+    ValueError
+        When a given class is not among ``classes``, the set is empty or holds every class,
+        ``negative_class`` is not in ``negative_classes``, subtype names include no benign
+        subtype, or :func:`resolve_class_roles` cannot tell.
+
+    Examples
+    --------
+    >>> resolve_negative_classes(["adenosis", "ductal_carcinoma", "fibroadenoma"])
+    ('adenosis', 'fibroadenoma')
+    >>> resolve_negative_classes([0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3])
+    (0, 1, 2, 3)
+    >>> resolve_negative_classes(["benign", "malignant"])
+    ('benign',)
+    """
+    classes = _as_classes(classes)
+    if len(classes) < 2:
+        raise ValueError(f"Class roles need at least two classes, got {classes.tolist()}.")
+    if negative_classes is not None:
+        if isinstance(negative_classes, (str, bytes)) or np.ndim(negative_classes) != 1:
+            raise ValueError(
+                f"negative_classes must be a list of class labels, got {negative_classes!r}; "
+                "for a single class pass negative_class= (or a one-element list)."
+            )
+        wanted = [_check_member(classes, "negative_classes", c) for c in negative_classes]
+        if not wanted:
+            raise ValueError("negative_classes is empty; give at least one negative class.")
+        if negative_class is not None and not any(negative_class == c for c in wanted):
+            raise ValueError(
+                f"negative_class={negative_class!r} is not one of "
+                f"negative_classes={list(wanted)!r}."
+            )
+        chosen = np.isin(classes, np.asarray(wanted, dtype=classes.dtype))
+    elif negative_class is not None:
+        chosen = classes == _check_member(classes, "negative_class", negative_class)
+    else:
+        keys = [_subtype_key(c) for c in classes.tolist()]
+        if all(k in BENIGN_SUBTYPES or k in MALIGNANT_SUBTYPES for k in keys):
+            chosen = np.array([k in BENIGN_SUBTYPES for k in keys])
+            if not chosen.any():
+                raise ValueError(
+                    f"The BreakHis subtypes {classes.tolist()} include no benign subtype, so "
+                    "nothing is negative; pass negative_classes=."
+                )
+        else:
+            chosen = classes == resolve_class_roles(classes).negative
+    if chosen.all():
+        raise ValueError(
+            f"Every class of {classes.tolist()} is negative; at least one must be positive."
+        )
+    return tuple(_plain(c) for c in classes[chosen])

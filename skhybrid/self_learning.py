@@ -3,7 +3,10 @@
 A tile inherits the label of its image, but a malignant image also holds benign tissue, so many
 of its tiles are mislabeled. The hierarchy patient -> image -> tile and prior knowledge give an
 invariant: tiles of benign (negative) images are benign; only tiles of malignant (positive)
-images may be wrong, and a malignant image holds at least one malignant tile.
+images may be wrong, and a malignant image holds at least one malignant tile. With the eight
+BreakHis subtypes the four benign subtypes form the negative *set*
+(:func:`skhybrid.class_roles.resolve_negative_classes`): a tile of a malignant image keeps its
+subtype or falls back to the most probable benign subtype.
 :class:`SelfLearningRelabeler` corrects the tile labels over a few rounds of out-of-fold
 predictions under that invariant, then fits its estimator on the corrected tiles.
 
@@ -30,7 +33,7 @@ from sklearn.utils.validation import (
     has_fit_parameter,
 )
 
-from .class_roles import resolve_class_roles
+from .class_roles import resolve_negative_classes
 from .tiling import flatten_bags, unflatten_tiles
 
 __all__ = ["SelfLearningRelabeler", "relabel_positive_tiles"]
@@ -46,22 +49,30 @@ def relabel_positive_tiles(
     oof_proba: Any,
     classes: Any,
     *,
-    negative_class: Any,
+    negative_class: Any = None,
+    negative_classes: Any = None,
     threshold: float = 0.5,
     min_positive_tiles: int = 1,
     allow_flip_back: bool = True,
 ) -> np.ndarray:
     """Relabel tiles of positive images as negative where the model is confident enough.
 
-    This is the default rule of :class:`SelfLearningRelabeler`. Its invariants:
+    This is the default rule of :class:`SelfLearningRelabeler`. The negative classes are one
+    class (binary: benign) or a set (the benign BreakHis subtypes), see
+    :func:`skhybrid.class_roles.resolve_negative_classes`. Its invariants:
 
-    1. tiles of negative images are negative (they never change);
-    2. a tile of a positive image is either its image's label or ``negative_class``;
+    1. tiles of negative images never change (a benign image, of any benign subtype, holds
+       only tissue of its own label);
+    2. a tile of a positive image is either its image's label (e.g. its malignant subtype) or
+       a negative class;
     3. every positive image keeps at least ``min_positive_tiles`` tiles of its own label: its
-       most positive ones (lowest negative probability; ties go to the earlier tile).
+       most positive ones (lowest total negative probability; ties go to the earlier tile).
 
-    A tile of a positive image becomes negative when its out-of-fold negative probability
-    exceeds ``threshold`` and it is not one of the kept most-positive tiles.
+    A tile of a positive image becomes negative when its out-of-fold negative probability (the
+    sum over the negative classes) exceeds ``threshold`` and it is not one of the kept
+    most-positive tiles. It then takes the most probable negative class under ``oof_proba``
+    (ties go to the first in ``classes``); with one negative class, that class. So the classes
+    stay those of the images (e.g. the eight subtypes) and every metric applies to the tiles.
 
     Parameters
     ----------
@@ -73,10 +84,16 @@ def relabel_positive_tiles(
         Out-of-fold tile probabilities, columns in the order of ``classes``.
     classes : array-like of shape (n_classes,)
         The class labels.
-    negative_class : label
+    negative_class : label, default=None
         The class whose images are all-negative and that tiles of other images may fall back to.
+    negative_classes : array-like of labels, default=None
+        Several such classes (the benign subtypes). When both are ``None`` the negative set is
+        inferred by :func:`~skhybrid.class_roles.resolve_negative_classes` (benign BreakHis
+        subtype names, ``"benign"``, the smaller of two numbers, ...); when both are given,
+        ``negative_class`` must be one of ``negative_classes``.
     threshold : float, default=0.5
-        A tile becomes negative when its negative probability is strictly greater.
+        A tile becomes negative when its negative probability (summed over the negative
+        classes) is strictly greater.
     min_positive_tiles : int, default=1
         Tiles of its own label every positive image keeps.
     allow_flip_back : bool, default=True
@@ -84,7 +101,8 @@ def relabel_positive_tiles(
         and the latest probabilities, so a tile made negative in an earlier round returns to its
         image's label when the (cleaner) model no longer finds it negative. If False, negative
         tiles stay negative (labels only ever move towards the negative class), as in rounds
-        that re-label from the current labels only.
+        that re-label from the current labels only (with several negative classes such a tile
+        stays negative but takes the currently most probable negative class).
 
     Returns
     -------
@@ -94,7 +112,7 @@ def relabel_positive_tiles(
     Notes
     -----
     With more than two classes the rule still applies: each positive class (e.g. a malignant
-    subtype) keeps its label or falls back to ``negative_class``.
+    subtype) keeps its label or falls back to a negative class.
 
     Examples
     --------
@@ -104,12 +122,23 @@ def relabel_positive_tiles(
     >>> relabel_positive_tiles(labels, [0, 1], proba, [0, 1], negative_class=0)
     array([[0, 0, 0],
            [0, 1, 0]])
+
+    Two benign subtypes (0, 1) and a malignant one (2): the benign-looking tiles of the
+    malignant image take the more probable benign subtype.
+
+    >>> proba = np.array([[[0.6, 0.3, 0.1]] * 3, [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8],
+    ...                                           [0.5, 0.3, 0.2]]])
+    >>> relabel_positive_tiles([[0, 0, 0], [2, 2, 2]], [0, 2], proba, [0, 1, 2],
+    ...                        negative_classes=[0, 1])
+    array([[0, 0, 0],
+           [1, 2, 0]])
     """
     tile_labels = np.asarray(tile_labels)
     image_labels = np.asarray(image_labels)
     proba = np.asarray(oof_proba, dtype=float)
     classes = np.asarray(classes)
-    _check_rule_inputs(tile_labels, image_labels, proba, classes, negative_class)
+    negatives = _negative_set(classes, negative_classes, negative_class)
+    _check_rule_inputs(tile_labels, image_labels, proba, classes, negatives)
     if not np.isfinite(proba).all():
         # NaN compares False: it would silently keep every tile of its image positive.
         raise ValueError(
@@ -125,12 +154,16 @@ def relabel_positive_tiles(
             f"got {min_positive_tiles!r}."
         )
 
-    p_negative = proba[..., _column_of(classes, negative_class)]
-    positive_image = (image_labels != negative_class)[:, None]
+    negative_columns = [_column_of(classes, c) for c in negatives]
+    negative_proba = proba[..., negative_columns]
+    p_negative = negative_proba.sum(axis=-1)
+    # The benign tissue a tile falls back to: its most probable negative class.
+    fallback = classes[negative_columns][np.argmax(negative_proba, axis=-1)]
+    positive_image = ~np.isin(image_labels, negatives)[:, None]
     wants_negative = positive_image & (p_negative > threshold)
     rank_key = p_negative.copy()
     if not allow_flip_back:
-        already_negative = positive_image & (tile_labels == negative_class)
+        already_negative = positive_image & np.isin(tile_labels, negatives)
         wants_negative |= already_negative
         # The kept tiles must come from the still-positive ones, or a negative tile would
         # come back, which is what allow_flip_back=False rules out.
@@ -139,9 +172,18 @@ def relabel_positive_tiles(
     kept_positive = np.zeros((n_images, n_tiles), dtype=bool)
     np.put_along_axis(kept_positive, most_positive, True, axis=1)
 
-    new_labels = np.repeat(image_labels[:, None], n_tiles, axis=1).astype(tile_labels.dtype)
-    new_labels[wants_negative & ~kept_positive] = negative_class
+    # result_type: a benign subtype name may be longer than the strings of tile_labels.
+    dtype = np.result_type(tile_labels.dtype, classes.dtype)
+    new_labels = np.repeat(image_labels[:, None], n_tiles, axis=1).astype(dtype)
+    to_negative = wants_negative & ~kept_positive
+    new_labels[to_negative] = fallback[to_negative]
     return new_labels
+
+
+def _negative_set(classes: np.ndarray, negative_classes: Any, negative_class: Any) -> np.ndarray:
+    """The negative classes as an array (one class for binary problems)."""
+    negatives = resolve_negative_classes(classes, negative_classes, negative_class=negative_class)
+    return np.asarray(negatives, dtype=classes.dtype)
 
 
 def _column_of(classes: np.ndarray, label: Any) -> int:
@@ -156,7 +198,7 @@ def _check_rule_inputs(
     image_labels: np.ndarray,
     proba: np.ndarray,
     classes: np.ndarray,
-    negative_class: Any,
+    negatives: np.ndarray,
 ) -> None:
     if tile_labels.ndim != 2:
         raise ValueError(
@@ -169,14 +211,15 @@ def _check_rule_inputs(
         raise ValueError(
             f"oof_proba must have shape ({n_images}, {n_tiles}, {len(classes)}), got {proba.shape}."
         )
-    _column_of(classes, negative_class)
+    for label in negatives:
+        _column_of(classes, label)
 
 
 def _check_rule_output(
     new_labels: Any,
     image_labels: np.ndarray,
     classes: np.ndarray,
-    negative_class: Any,
+    negatives: np.ndarray,
     min_positive_tiles: int,
     shape: tuple[int, int],
 ) -> np.ndarray:
@@ -192,17 +235,18 @@ def _check_rule_output(
             f"The rule returned labels {np.unique(new_labels[unknown]).tolist()[:5]} that are "
             f"not among the classes {classes.tolist()}."
         )
-    negative_image = image_labels == negative_class
-    if (new_labels[negative_image] != negative_class).any():
-        raise ValueError(
-            f"The rule changed tiles of negative ({negative_class!r}) images; the hierarchy says "
-            "they are all negative."
-        )
+    negative_image = np.isin(image_labels, negatives)
     own_label = new_labels == image_labels[:, None]
-    if ((~own_label & (new_labels != negative_class))[~negative_image]).any():
+    names = negatives[0] if len(negatives) == 1 else negatives.tolist()
+    if (~own_label[negative_image]).any():
+        raise ValueError(
+            f"The rule changed tiles of negative ({names!r}) images; the hierarchy says "
+            "they are all negative, of their image's class."
+        )
+    if ((~own_label & ~np.isin(new_labels, negatives))[~negative_image]).any():
         raise ValueError(
             "The rule gave a tile of a positive image a label other than its image's label or "
-            f"the negative class {negative_class!r}."
+            f"the negative class {names!r}."
         )
     too_few = own_label[~negative_image].sum(axis=1) < min_positive_tiles
     if too_few.any():
@@ -245,9 +289,18 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         positive class: use a class-balanced estimator (e.g.
         ``LogisticRegression(class_weight="balanced")``) or a lower threshold.
     negative_class : label, default=None
-        The class whose images contain only negative tiles. ``None`` infers it with
-        :func:`skhybrid.class_roles.resolve_class_roles` (``"benign"``/``"normal"``/``"B"``,
-        else the smallest numeric class), else an error asks for it.
+        The class whose images contain only negative tiles (binary problems). ``None`` infers
+        it with :func:`skhybrid.class_roles.resolve_class_roles` (``"benign"``/``"normal"``/
+        ``"B"``, else the smallest numeric class), else an error asks for it.
+    negative_classes : array-like of labels, default=None
+        Several negative classes: the benign subtypes of a k-class (subtype) problem, e.g.
+        ``[0, 1, 2, 3]`` for ``load_breakhis(target="subtype")``. Their images never change,
+        and a tile of a positive (malignant-subtype) image that falls back takes the most
+        probable of them; ``threshold`` applies to their summed probability. ``None`` infers
+        the set with :func:`skhybrid.class_roles.resolve_negative_classes`: BreakHis subtype
+        names give the four benign subtypes, otherwise the set is ``{negative_class}``
+        (resolved as above). With both given, ``negative_class`` must be one of them. The
+        default rule on more than two numeric classes needs one of the two parameters.
     min_positive_tiles : int, default=1
         Tiles of its own label that every positive image keeps (at least one malignant tile
         per malignant image); also the ``k`` of the image-level aggregation.
@@ -256,13 +309,13 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         cleaner model no longer finds it negative; a false early correction can be undone. If
         False, labels only move towards the negative class. See :func:`relabel_positive_tiles`.
     rule : callable, default=None
-        ``None`` uses :func:`relabel_positive_tiles` with the parameters above (binary labels
-        only). A callable is called once per round as
+        ``None`` uses :func:`relabel_positive_tiles` with the parameters above (two classes,
+        or k classes with their negative set). A callable is called once per round as
         ``rule(tile_labels, image_labels, oof_proba, classes) -> new_tile_labels`` with arrays
         of shapes ``(n, T)``, ``(n,)``, ``(n, T, n_classes)``, ``(n_classes,)`` (copies; the
         probability columns follow ``classes``) and must return ``(n, T)`` labels. Its output is
         checked against the hierarchical invariants (negative images' tiles stay negative;
-        other tiles keep their image's label or become ``negative_class``; every positive
+        other tiles keep their image's label or become a negative class; every positive
         image keeps ``min_positive_tiles`` tiles of its own label) and rejected with a
         ``ValueError`` when it breaks them. ``threshold`` and ``allow_flip_back`` are not passed
         to it: bind its own settings with :func:`functools.partial` (a module-level function
@@ -284,7 +337,10 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         Clone of ``estimator`` fitted on all tiles with the corrected labels.
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    negative_class_ : label
+    negative_classes_ : ndarray of shape (n_negative_classes,)
+        The resolved negative classes, in the order of ``classes_``.
+    negative_class_ : label or None
+        The resolved negative class; ``None`` when there are several (``negative_classes_``).
         The resolved negative class.
     tile_labels_ : ndarray of shape (n_images, n_tiles)
         Corrected tile labels of the training bags.
@@ -352,6 +408,7 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         *,
         threshold: float = 0.5,
         negative_class: Any = None,
+        negative_classes: Any = None,
         min_positive_tiles: int = 1,
         allow_flip_back: bool = True,
         rule: Rule | None = None,
@@ -363,12 +420,21 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.n_rounds = n_rounds
         self.threshold = threshold
         self.negative_class = negative_class
+        self.negative_classes = negative_classes
         self.min_positive_tiles = min_positive_tiles
         self.allow_flip_back = allow_flip_back
         self.rule = rule
         self.cv = cv
         self.random_state = random_state
         self.verbose = verbose
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Relabelers pickled before k-class support have neither the negative_classes
+        # parameter nor the negative_classes_ attribute; their one negative class is the set.
+        state.setdefault("negative_classes", None)
+        if "negative_class_" in state and "negative_classes_" not in state:
+            state["negative_classes_"] = np.asarray([state["negative_class_"]])
+        super().__setstate__(state)
 
     # -- validation -------------------------------------------------------------------------
     def _validate_params(self) -> None:  # type: ignore[override]
@@ -402,8 +468,9 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 "without it in sklearn.calibration.CalibratedClassifierCV."
             )
 
-    def _resolve_negative_class(self, classes: np.ndarray) -> Any:
-        return resolve_class_roles(classes, negative_class=self.negative_class).negative
+    def _resolve_negative_classes(self, classes: np.ndarray) -> np.ndarray:
+        # Validates negative_class / negative_classes against the classes seen in fit.
+        return _negative_set(classes, self.negative_classes, self.negative_class)
 
     def _check_targets(self, y: Any, n_images: int) -> np.ndarray:
         if y is None:
@@ -451,14 +518,23 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 f"y holds 1 class {self.classes_.tolist()}; relabeling needs negative and "
                 "positive images."
             )
-        self.negative_class_ = self._resolve_negative_class(self.classes_)
-        if self.rule is None and len(self.classes_) != 2:
+        self.negative_classes_ = self._resolve_negative_classes(self.classes_)
+        negatives = self.negative_classes_
+        self.negative_class_ = _plain(negatives[0]) if len(negatives) == 1 else None
+        if (
+            self.rule is None
+            and len(self.classes_) > 2
+            and self.negative_class is None
+            and self.negative_classes is None
+            and self.classes_.dtype.kind in "biuf"
+        ):
+            # Numeric subtype codes do not say which are benign; the smallest alone would
+            # silently make the other benign subtypes "positive".
             raise ValueError(
-                f"The default rule needs binary labels (negative vs positive), got "
-                f"{len(self.classes_)} classes {self.classes_.tolist()}. For several positive "
-                "classes (e.g. subtypes) that fall back to a negative class, pass "
-                "rule=functools.partial(relabel_positive_tiles, negative_class=..., "
-                "threshold=...), or your own rule."
+                f"The default rule needs binary labels or the negative classes: on "
+                f"{len(self.classes_)} numeric classes {self.classes_.tolist()} it cannot tell "
+                "which are benign tissue. Pass negative_classes= (e.g. [0, 1, 2, 3] for "
+                "load_breakhis(target='subtype')) or negative_class=."
             )
         if self.min_positive_tiles > n_tiles:
             raise ValueError(
@@ -573,7 +649,7 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 y,
                 oof_proba,
                 self.classes_,
-                negative_class=self.negative_class_,
+                negative_classes=self.negative_classes_,
                 threshold=self.threshold,
                 min_positive_tiles=self.min_positive_tiles,
                 allow_flip_back=self.allow_flip_back,
@@ -587,19 +663,21 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             new_labels,
             y,
             self.classes_,
-            self.negative_class_,
+            self.negative_classes_,
             self.min_positive_tiles,
             tile_labels.shape,
         )
 
     def _history_entry(self, round_number: int, old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
         changed = old != new
-        negative = self.negative_class_
+        # A change between two negative classes (benign subtypes) is neither.
+        was_negative = np.isin(old, self.negative_classes_)
+        is_negative = np.isin(new, self.negative_classes_)
         return {
             "round": round_number,
             "n_relabeled": int(changed.sum()),
-            "n_to_negative": int((changed & (new == negative)).sum()),
-            "n_to_positive": int((changed & (old == negative)).sum()),
+            "n_to_negative": int((changed & is_negative & ~was_negative).sum()),
+            "n_to_positive": int((changed & was_negative & ~is_negative).sum()),
             "class_counts": {_plain(c): int((new == c).sum()) for c in self.classes_},
         }
 
@@ -679,14 +757,13 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_images, n_classes)
             Columns in the order of ``classes_``. The ``min_positive_tiles`` tiles with the
-            lowest negative probability are averaged, mirroring the rule that every positive
+            lowest negative probability (summed over ``negative_classes_``) are averaged, mirroring the rule that every positive
             image holds that many positive tiles.
         """
         tile_proba = self.predict_proba_tiles(bags)
-        negative_column = _column_of(self.classes_, self.negative_class_)
-        return _mean_of_most_positive(
-            tile_proba, -tile_proba[..., negative_column], self.min_positive_tiles
-        )
+        negative_columns = [_column_of(self.classes_, c) for c in self.negative_classes_]
+        p_negative = tile_proba[..., negative_columns].sum(axis=-1)
+        return _mean_of_most_positive(tile_proba, -p_negative, self.min_positive_tiles)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_log_proba(self, bags: Any) -> np.ndarray:
@@ -731,14 +808,20 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             positive_scores = sign * scores
             top = -np.sort(-positive_scores, axis=1)[:, :k]
             return sign * top.mean(axis=1)
-        negative_column = _column_of(self.estimator_.classes_, self.negative_class_)
-        return _mean_of_most_positive(scores, -scores[..., negative_column], k)
+        negative_columns = [
+            _column_of(self.estimator_.classes_, c)
+            for c in self.negative_classes_
+            if c in self.estimator_.classes_
+        ]
+        return _mean_of_most_positive(scores, -scores[..., negative_columns].max(axis=-1), k)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True  # bags are (n, T, ...); the closest tag sklearn has
-        tags.classifier_tags.multi_class = self.rule is not None
+        tags.classifier_tags.multi_class = (
+            self.rule is not None or self.negative_classes is not None
+        )
         return tags
 
 

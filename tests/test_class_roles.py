@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skhybrid.class_roles import positive_label, resolve_class_roles, roles_of
+from skhybrid.class_roles import (
+    BENIGN_SUBTYPES,
+    MALIGNANT_SUBTYPES,
+    positive_label,
+    resolve_class_roles,
+    resolve_negative_classes,
+    roles_of,
+)
 from skhybrid.estimators import aggregate_proba
 
 #: (classes as classes_ sorts them, negative, positive)
@@ -84,3 +91,66 @@ def test_roles_of_reads_the_final_step_and_its_parameter():
 
     pipe = Pipeline([("id", FunctionTransformer()), ("clf", Fitted())])
     assert roles_of(pipe).positive == "x"
+
+
+# -- the negative set ------------------------------------------------------------------------------
+def test_subtype_names_match_the_breakhis_loader():
+    # class_roles (layer 0) keeps its own copy of the names; it must equal the loader's order.
+    from skhybrid.datasets import BREAKHIS_SUBTYPES
+
+    assert tuple(BREAKHIS_SUBTYPES.values()) == BENIGN_SUBTYPES + MALIGNANT_SUBTYPES
+
+
+def test_breakhis_subtype_names_give_the_four_benign_subtypes():
+    subtypes = np.array(sorted(BENIGN_SUBTYPES + MALIGNANT_SUBTYPES))  # classes_ order
+    assert resolve_negative_classes(subtypes) == (
+        "adenosis",
+        "fibroadenoma",
+        "phyllodes_tumor",
+        "tubular_adenoma",
+    )
+    # A fold holding only some subtypes; spelling variants of the names count too.
+    assert resolve_negative_classes(["Adenosis", "ductal carcinoma", "Phyllodes-Tumor"]) == (
+        "Adenosis",
+        "Phyllodes-Tumor",
+    )
+    with pytest.raises(ValueError, match="no benign subtype"):
+        resolve_negative_classes(["ductal_carcinoma", "lobular_carcinoma"])
+
+
+@pytest.mark.parametrize(("classes", "negative", "positive"), ENCODINGS)
+def test_negative_set_of_two_classes_is_the_negative_class(classes, negative, positive):
+    assert resolve_negative_classes(np.array(classes)) == (negative,)
+
+
+def test_negative_set_from_the_parameters():
+    codes = np.arange(8)  # load_breakhis(target="subtype")
+    assert resolve_negative_classes(codes, [3, 1, 0, 2]) == (0, 1, 2, 3)  # classes order
+    assert resolve_negative_classes(codes, negative_class=5) == (5,)
+    assert resolve_negative_classes(codes, [0, 1], negative_class=1) == (0, 1)
+    # Without them, numbers follow the binary convention: only the smallest is negative.
+    assert resolve_negative_classes(codes) == (0,)
+    assert resolve_negative_classes(["benign", "ductal", "lobular"]) == ("benign",)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"negative_classes": [8]}, "not one of the classes"),
+        ({"negative_classes": []}, "empty"),
+        ({"negative_classes": list(range(8))}, "at least one must be positive"),
+        ({"negative_classes": 0}, "list of class labels"),
+        ({"negative_classes": [0, 1], "negative_class": 2}, "not one of negative_classes"),
+        ({"negative_class": 9}, "not one of the classes"),
+    ],
+)
+def test_negative_set_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_negative_classes(np.arange(8), **kwargs)
+
+
+def test_negative_set_needs_two_classes_it_can_tell():
+    with pytest.raises(ValueError, match="at least two"):
+        resolve_negative_classes(["benign"])
+    with pytest.raises(ValueError, match="Cannot tell"):
+        resolve_negative_classes(["cat", "dog", "emu"])

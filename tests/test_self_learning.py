@@ -368,15 +368,19 @@ def test_negative_class_must_be_given_when_ambiguous(histology, labels, match):
 
 
 def test_custom_multiclass_rule(histology):
-    # Malignant subtypes that fall back to benign: the default rule is binary only, the
-    # general rule handles it when passed explicitly.
+    # Malignant subtypes that fall back to benign: the general rule passed explicitly and the
+    # default rule (which, since k-class support, finds the negative class "benign" by name)
+    # give the same tile labels.
     rng = np.random.default_rng(0)
     subtype = np.where(histology.target == 1, rng.choice(["ductal", "lobular"], 90), "benign")
-    with pytest.raises(ValueError, match="binary"):
-        SelfLearningRelabeler(_linear()).fit(histology.features, subtype)
+    default = SelfLearningRelabeler(_linear(), n_rounds=3, random_state=0)
+    default.fit(histology.features, subtype)
+    assert default.negative_class_ == "benign"
+    np.testing.assert_array_equal(default.negative_classes_, ["benign"])
     rule = functools.partial(relabel_positive_tiles, negative_class="benign", threshold=0.5)
     relabeler = SelfLearningRelabeler(_linear(), n_rounds=3, rule=rule, random_state=0)
     relabeler.fit(histology.features, subtype)
+    np.testing.assert_array_equal(default.tile_labels_, relabeler.tile_labels_)
     is_benign_tile = relabeler.tile_labels_ == "benign"
     assert _tile_accuracy(~is_benign_tile, histology.tile_target == 1) > 0.9
     assert relabeler.predict_proba(histology.features).shape == (90, 3)
@@ -614,7 +618,7 @@ class _TabularRelabeler(SelfLearningRelabeler):
     the relabeling plumbing (folds, rounds, refit, aggregation, validation, pickling) runs
     on scikit-learn's generic data. The checks use arbitrary label sets ([1, 2], ['one', 'two'],
     floats, 3 classes), so the adapter takes the first class as negative and keeps tile
-    labels unchanged (the default rule is binary).
+    labels unchanged (the default rule needs the negative classes of three numeric labels).
     """
 
     @staticmethod
@@ -624,8 +628,8 @@ class _TabularRelabeler(SelfLearningRelabeler):
         X = np.asarray(X)
         return X[:, np.newaxis] if X.ndim == 2 else X
 
-    def _resolve_negative_class(self, classes):
-        return classes[0]
+    def _resolve_negative_classes(self, classes):
+        return classes[:1]
 
     def fit(self, X, y, groups=None):
         super().fit(self._as_bags(X), y, groups)
@@ -675,3 +679,17 @@ def test_format_history_moved_to_reporting_and_warns(fitted_on_images, histology
         assert fitted_on_images.format_history() == format_self_learning_history(fitted_on_images)
     with pytest.raises(ValueError, match="tile_truth must have shape"):
         format_self_learning_history(fitted_on_images, tile_truth=histology.tile_target[:2])
+
+
+def test_a_relabeler_pickled_before_negative_classes_still_predicts(histology, fitted_on_images):
+    # Simulate a pickle from before k-class support: no negative_classes parameter, no
+    # negative_classes_ attribute.
+    state = dict(fitted_on_images.__getstate__())  # a copy: it may be the __dict__ itself
+    del state["negative_classes"], state["negative_classes_"]
+    old = SelfLearningRelabeler.__new__(SelfLearningRelabeler)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.negative_classes_, [fitted_on_images.negative_class_])
+    assert old.get_params()["negative_classes"] is None
+    np.testing.assert_array_equal(
+        old.predict_proba(histology.bags), fitted_on_images.predict_proba(histology.bags)
+    )

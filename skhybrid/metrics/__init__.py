@@ -6,14 +6,18 @@ hybrid CNN-LSTM paper), the BreakHis patient recognition rate, scorers for
 confusion-matrix plots. Laid out like :mod:`sklearn.metrics`:
 
 * ``_classification``: the rates, scores and reports (:func:`binary_report`);
+* ``_multiclass``: the k-class report (:func:`multiclass_report`, BreakHis subtypes) and
+  :func:`get_multiclass_scorers`;
 * ``_patient``: :func:`patient_score`;
 * ``_scorer``: :func:`get_scorers` and :data:`SCORERS`;
 * ``_plot``: the plots, on scikit-learn's Display classes;
 * ``_base``: the input checks they share.
 
-The positive class is the malignant one. Every function takes ``pos_label``; when it
+With two classes the positive class is the malignant one. Every function takes ``pos_label``; when it
 is ``None`` the positive class is inferred from the labels by the library's class-role
-rule, :mod:`skhybrid.class_roles` (see ``docs/design.md``).
+rule, :mod:`skhybrid.class_roles` (see ``docs/design.md``). With more than two classes (the
+eight BreakHis subtypes) use :func:`multiclass_report`, :func:`get_multiclass_scorers` and
+``plot_confusion_matrix(..., labels=...)``; the binary functions reject k labels.
 """
 
 from ._base import DEFAULT_POS_LABEL, _as_labels, _positive_scores
@@ -30,6 +34,7 @@ from ._classification import (
     sensitivity_score,
     specificity_score,
 )
+from ._multiclass import MulticlassReport, get_multiclass_scorers, multiclass_report
 from ._patient import patient_score
 from ._plot import (
     CurveDisplays,
@@ -43,10 +48,13 @@ __all__ = [
     "SCORERS",
     "BinaryReport",
     "CurveDisplays",
+    "MulticlassReport",
     "binary_report",
     "confusion_counts",
     "format_reports",
+    "get_multiclass_scorers",
     "get_scorers",
+    "multiclass_report",
     "patient_score",
     "plot_confusion_matrix",
     "plot_precision_recall_curve",

@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.multiclass import unique_labels
 
 from ._base import _as_labels, _check_binary_targets, _positive_scores, _resolve_pos_label
+from ._multiclass import _check_labels
 
 _CHANCE_GID = "skhybrid-chance"
 
@@ -98,12 +99,12 @@ def _import_figure() -> Any:
     return Figure
 
 
-def _new_axes(ax: Any) -> Any:
+def _new_axes(ax: Any, figsize: tuple[float, float] = (5.0, 4.5)) -> Any:
     Figure = _import_figure()
     if ax is not None:
         return ax
     # A bare Figure, not pyplot; the Displays would call plt.subplots() without axes.
-    return Figure(figsize=(5.0, 4.5), layout="constrained").add_subplot()
+    return Figure(figsize=figsize, layout="constrained").add_subplot()
 
 
 def _has_chance_line(ax: Any) -> bool:
@@ -282,6 +283,8 @@ def plot_precision_recall_curve(
         "y_pred": ["array-like"],
         "path": [str, os.PathLike, None],
         "pos_label": "no_validation",
+        "labels": ["array-like", None],
+        "display_labels": ["array-like", None],
         "normalize": [StrOptions({"true", "pred", "all"}), None],
         "ax": "no_validation",
         "title": [str, None],
@@ -295,15 +298,20 @@ def plot_confusion_matrix(
     path: str | os.PathLike | None = None,
     *,
     pos_label: Any = None,
+    labels: Any = None,
+    display_labels: Any = None,
     normalize: str | None = None,
     ax: Any = None,
     title: str | None = "Confusion matrix",
     cmap: str = "Blues",
 ) -> Any:
-    """Plot the 2x2 confusion matrix (negative class first), optionally saved as PNG.
+    """Plot the confusion matrix, 2x2 (negative class first) or k x k, optionally saved as PNG.
 
-    Drawn by :class:`sklearn.metrics.ConfusionMatrixDisplay` from
-    ``confusion_matrix(..., labels=[negative, positive])``.
+    Drawn by :class:`sklearn.metrics.ConfusionMatrixDisplay`. With at most two labels and no
+    ``labels``, the binary matrix ``confusion_matrix(..., labels=[negative, positive])``. With
+    ``labels`` or more than two labels (the BreakHis subtypes), the k x k matrix
+    ``confusion_matrix(y_true, y_pred, labels=labels)`` with a class name on every row and
+    column, the column names rotated by 45 degrees, on a figure sized for k classes.
 
     Parameters
     ----------
@@ -312,7 +320,15 @@ def plot_confusion_matrix(
     path : str or path-like, default=None
         Where to save the figure; its directory must exist.
     pos_label : int, str or None, default=None
-        The positive class, shown in the second row and column.
+        The positive class of a binary matrix, shown in the second row and column.
+    labels : array-like of shape (n_classes,), default=None
+        The classes, in the order of the rows and columns (e.g. ``estimator.classes_``, so that
+        a class absent from a fold still gets its row); selects the k x k matrix. ``None``:
+        the sorted labels of ``y_true`` and ``y_pred``. Not with ``pos_label``.
+    display_labels : array-like of str, default=None
+        Names shown for the rows and columns, one per class in their order (e.g.
+        ``target_names`` for integer subtype labels; for a binary matrix, negative first).
+        ``None`` shows the labels themselves.
     normalize : {"true", "pred", "all"} or None, default=None
         As in :func:`sklearn.metrics.confusion_matrix`: divide by row sums, column
         sums or the total; ``None`` shows counts.
@@ -330,6 +346,47 @@ def plot_confusion_matrix(
         Figure's own attributes (returned in skhybrid 0.1) still work through it, with
         a ``FutureWarning``.
     """
+    y_true = _as_labels(y_true, "y_true")
+    y_pred = _as_labels(y_pred, "y_pred")
+    present = unique_labels(y_true, y_pred)
+    if labels is None and len(present) <= 2:
+        matrix, names = _binary_matrix(y_true, y_pred, pos_label, normalize)
+    else:
+        if pos_label is not None:
+            raise ValueError(
+                "pos_label applies to the binary matrix only; with labels= or more than two "
+                "classes every class has its own row and column."
+            )
+        labels = _check_labels(labels, present)
+        matrix = confusion_matrix(y_true, y_pred, labels=labels, normalize=normalize)
+        names = [str(label.item() if isinstance(label, np.generic) else label) for label in labels]
+    if display_labels is not None:
+        display_labels = [str(name) for name in np.asarray(display_labels).tolist()]
+        if len(display_labels) != len(names):
+            raise ValueError(
+                f"display_labels has {len(display_labels)} names for a {len(names)}x{len(names)} "
+                f"matrix (classes {names!r})."
+            )
+        names = display_labels
+    k = len(names)
+    # Room for k long class names; 45-degree column names keep them from overlapping.
+    ax = _new_axes(ax, figsize=(5.0, 4.5) if k <= 2 else (1.5 + 0.9 * k, 1.2 + 0.8 * k))
+    display = _ConfusionMatrixDisplay(matrix, display_labels=names).plot(
+        ax=ax,
+        cmap=cmap,
+        values_format=".2f" if normalize else None,
+        xticks_rotation=0.0 if k <= 2 else 45.0,
+    )
+    if k > 2:
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+            tick.set_rotation_mode("anchor")
+    return _finish({None: display}, ax, title, path, many=False)
+
+
+def _binary_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, pos_label: Any, normalize: str | None
+) -> tuple[np.ndarray, list[str]]:
     y_true, y_pred, pos_label = _check_binary_targets(y_true, y_pred, pos_label)
     # "Is positive" as in the scores: every other label is negative, even when absent.
     matrix = confusion_matrix(
@@ -337,8 +394,4 @@ def plot_confusion_matrix(
     )
     negatives = [label for label in unique_labels(y_true, y_pred).tolist() if label != pos_label]
     names = [str(negatives[0]) if negatives else f"not {pos_label}", str(pos_label)]
-    ax = _new_axes(ax)
-    display = _ConfusionMatrixDisplay(matrix, display_labels=names).plot(
-        ax=ax, cmap=cmap, values_format=".2f" if normalize else None
-    )
-    return _finish({None: display}, ax, title, path, many=False)
+    return matrix, names
