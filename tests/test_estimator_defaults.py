@@ -226,3 +226,20 @@ def test_balanced_class_weight_raises_balanced_accuracy_on_imbalanced_tissue():
             scores[class_weight].append(balanced_accuracy_score(test.target, prediction))
     # Measured: None 0.50 on every seed, "balanced" 0.93 / 0.80 / 0.98.
     assert np.mean(scores["balanced"]) > np.mean(scores[None]) + 0.2
+
+
+def test_models_pickled_before_these_attributes_load_and_keep_their_schedule():
+    X, y = tiles_and_labels(16, seed=7)
+    clf = CNNClassifier(
+        "resnet18", weights=None, freeze_epochs=1, max_epochs=1, valid_size=None, **TINY
+    ).fit(X, y)
+    state = clf.__getstate__()
+    for name in ("class_weight", "class_weight_", "freeze_epochs_"):
+        del state[name]  # as pickled by the previous version
+    old = CNNClassifier.__new__(CNNClassifier)
+    old.__setstate__(state)
+    assert old.class_weight is None and old.freeze_epochs_ == 1
+    np.testing.assert_allclose(old.class_weight_, [1.0, 1.0])
+    np.testing.assert_allclose(old.predict_proba(X), clf.predict_proba(X))
+    old.partial_fit(X, y)  # the schedule continues: epoch 2 is past freeze_epochs=1
+    assert list(old.history_[:, "backbone_frozen"]) == [True, False]
