@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
+from sklearn.utils.class_weight import compute_class_weight
 from skorch import NeuralNet, NeuralNetClassifier
 from skorch.callbacks import (
     EpochTimer,
@@ -65,7 +66,7 @@ from ._runtime import (
     seeded_torch,
 )
 
-__all__ = ["TileNetClassifier"]
+__all__ = ["AUTO_FREEZE_EPOCHS", "TileNetClassifier"]
 
 # Estimator parameters that may hold an nn.Module and must stay plain attributes: skorch's
 # __setattr__ would otherwise register a module assigned after __init__ as a net component.
@@ -94,6 +95,8 @@ class _BackboneName(StrOptions):
 BACKBONE_CONSTRAINT = [_BackboneName(), nn.Module]
 #: The constraint of ``weights``: "imagenet", None or a path to a state dict.
 WEIGHTS_CONSTRAINT = [str, os.PathLike, None]
+#: Phase-1 epochs of ``freeze_epochs="auto"`` when the CNN starts from pretrained weights.
+AUTO_FREEZE_EPOCHS = 10
 
 
 class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
@@ -108,7 +111,8 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "backbone": BACKBONE_CONSTRAINT,
         "weights": WEIGHTS_CONSTRAINT,
-        "freeze_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "freeze_epochs": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr_decay": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
         "label_smoothing": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
@@ -134,6 +138,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         batch_size: int,
         lr_decay: float,
         label_smoothing: float,
+        class_weight: Any,
         dropout: float,
         aggregation: str,
         negative_class: Any,
@@ -157,6 +162,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self.freeze_epochs = freeze_epochs
         self.lr_decay = lr_decay
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.dropout = dropout
         self.aggregation = aggregation
         self.negative_class = negative_class
@@ -224,8 +230,69 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             "tile_shape": self.tile_shape_,
         }
 
+    def _resolve_freeze_epochs(self) -> int:
+        """The number of phase-1 epochs: ``freeze_epochs``, with ``"auto"`` resolved.
+
+        Phase 1 protects *pretrained* features from the gradients of the new, random layers;
+        a random CNN has nothing to protect, and freezing it trains the head on random
+        features (the whole fit, with few epochs). So ``"auto"`` freezes
+        :data:`AUTO_FREEZE_EPOCHS` epochs exactly when ``weights`` names pretrained weights
+        (``"imagenet"``, a path, any other weights name), and none with ``weights=None``,
+        also for a module passed as ``backbone``: it counts as pretrained only when the user
+        says so (a weights path, or an explicit ``freeze_epochs``), because wrongly freezing
+        a random module costs epochs of training on random features, whereas wrongly
+        fine-tuning a pretrained one from the first epoch is ordinary fine-tuning at a small
+        learning rate.
+        """
+        if isinstance(self.freeze_epochs, str):  # "auto" (validated)
+            return AUTO_FREEZE_EPOCHS if self.weights is not None else 0
+        return int(self.freeze_epochs)
+
+    def _resolve_class_weight(self, codes: np.ndarray) -> np.ndarray:
+        """Loss weight of each class of ``classes_`` from ``class_weight`` and the tile codes.
+
+        scikit-learn's :func:`~sklearn.utils.class_weight.compute_class_weight`, with clearer
+        errors for the two mistakes it reports obscurely or not at all: a dict key that is
+        not a class, and ``"balanced"`` with a class absent from the training labels.
+        """
+        classes = self.classes_
+        class_weight = self.class_weight
+        if class_weight is None:
+            return np.ones(len(classes), dtype=np.float64)
+        if isinstance(class_weight, Mapping):
+            known = set(classes.tolist())
+            unknown = [key for key in class_weight if key not in known]
+            if unknown:
+                raise ValueError(
+                    f"class_weight has keys that are not classes: {unknown}; the classes are "
+                    f"{classes.tolist()}."
+                )
+            values = np.asarray(list(class_weight.values()), dtype=np.float64)
+            if not (np.isfinite(values).all() and (values >= 0).all()):
+                raise ValueError(
+                    f"class_weight values must be finite and >= 0, got {class_weight}."
+                )
+        else:  # "balanced"
+            counts = np.bincount(codes, minlength=len(classes))
+            if not counts.all():
+                missing = classes[counts == 0].tolist()
+                raise ValueError(
+                    f"class_weight='balanced' needs every class in y; no training labels of "
+                    f"{missing}."
+                )
+        # Classes missing from a dict weigh 1, as in scikit-learn.
+        return compute_class_weight(class_weight, classes=classes, y=classes[codes])
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("negative_class", None)  # pickled before it was a parameter
+        # Pickled before these were parameters / fitted attributes.
+        state.setdefault("negative_class", None)
+        state.setdefault("class_weight", None)
+        if "tile_shape_" in state and "freeze_epochs_" not in state:
+            state["freeze_epochs_"] = state.get("freeze_epochs", 0)
+        if "classes_inferred_" in state and "class_weight_" not in state:
+            classes = state.get("classes")
+            n_classes = len(state["classes_inferred_"] if classes is None else classes)
+            state["class_weight_"] = np.ones(n_classes, dtype=np.float64)
         super().__setstate__(state)
 
     def initialize(self) -> TileNetClassifier:
@@ -251,6 +318,18 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         criterion_cls = self.criterion if isinstance(self.criterion, type) else None
         if criterion_cls is not None and issubclass(criterion_cls, nn.CrossEntropyLoss):
             kwargs.setdefault("label_smoothing", float(self.label_smoothing))
+        if self.class_weight is not None:
+            if criterion_cls is None or not issubclass(
+                criterion_cls, (nn.CrossEntropyLoss, nn.NLLLoss)
+            ):
+                raise ValueError(
+                    "class_weight needs a criterion class taking weight=, such as "
+                    f"torch.nn.CrossEntropyLoss (the default); got {self.criterion!r}."
+                )
+            if "weight" in kwargs:
+                raise ValueError("Give class_weight or criterion__weight, not both.")
+            # A buffer of the loss: skorch moves the criterion, hence it, to the device.
+            kwargs["weight"] = torch.as_tensor(self.class_weight_, dtype=torch.float32)
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
 
@@ -266,7 +345,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_acc", BatchAccuracy()),
-            ("freeze_backbone", FreezeBackbone(self.freeze_epochs)),
+            ("freeze_backbone", FreezeBackbone()),  # reads the net's freeze_epochs_
             ("feature_cache", FeatureCache()),  # after freeze_backbone: reads its decision
             ("lr_scheduler", PicklableLRScheduler(torch.optim.lr_scheduler.ExponentialLR,
                                          gamma=self.lr_decay)),
@@ -402,6 +481,15 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             self.classes_inferred_ = classes
             self.tile_shape_ = (int(data.tiles.shape[1]), int(data.tiles.shape[2]))
             self._fit_seed_ = seed_from(self.random_state)
+            # From all tiles given to fit, validation rows included, as scikit-learn's
+            # estimators with an internal validation split do: the same weighted loss then
+            # scores the validation rows (the best epoch is the best balanced one), and the
+            # weights do not depend on train_split. The group split is stratified, so both
+            # parts have nearly the class shares of the whole. A resumed fit keeps them
+            # (its criterion is not rebuilt).
+            self.class_weight_ = self._resolve_class_weight(codes)
+        # Every fit (a resumed one too) resolves it: FreezeBackbone reads it each epoch.
+        self.freeze_epochs_ = self._resolve_freeze_epochs()
         with self._concrete_device():
             self.precision_ = resolve_precision(self.precision, self.device_)
             seed = None if continuing else self._fit_seed_

@@ -22,13 +22,20 @@ class FreezeBackbone(Callback):
     continues the schedule). The optimizer holds all parameters from the start: frozen ones
     have no gradient, which Adam skips, so unfreezing needs no new optimizer. The history
     records ``backbone_frozen`` per epoch.
+
+    Parameters
+    ----------
+    epochs : int or None, default=None
+        Frozen epochs. ``None`` reads the net's ``freeze_epochs_`` (the estimators'
+        resolved ``freeze_epochs``) at every epoch, 0 if it has none.
     """
 
-    def __init__(self, epochs: int = 0) -> None:
+    def __init__(self, epochs: int | None = None) -> None:
         self.epochs = epochs
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
-        frozen = len(net.history) <= self.epochs
+        epochs = self.epochs if self.epochs is not None else getattr(net, "freeze_epochs_", 0)
+        frozen = len(net.history) <= epochs
         net.module_.freeze_backbone(frozen)
         net.history.record("backbone_frozen", frozen)
 

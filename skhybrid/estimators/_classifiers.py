@@ -15,10 +15,14 @@ from ._base import TileNetClassifier
 __all__ = ["CNNClassifier", "HybridCNNLSTMClassifier"]
 
 _COMMON_PARAMETERS = """
-    freeze_epochs : int, default=10
+    freeze_epochs : int or "auto", default="auto"
         Phase 1 of the paper's transfer learning: epochs with the CNN frozen (its weights
         *and* BatchNorm statistics), training only the new layers; afterwards everything is
-        fine-tuned. The paper does not give the number; 0 fine-tunes from the first epoch.
+        fine-tuned. ``"auto"``: 10 epochs when the CNN starts from pretrained weights
+        (``weights`` not None), 0 with ``weights=None`` (a random CNN has no features to
+        protect; a module passed as ``backbone`` counts as pretrained only with a weights
+        path, otherwise give the number). An int is always honoured (0 fine-tunes from the
+        first epoch); the paper does not give it. The number used is ``freeze_epochs_``.
     max_epochs : int, default=100
         Total epochs of both phases (paper: 100).
     lr : float, default=1e-4
@@ -30,6 +34,15 @@ _COMMON_PARAMETERS = """
     label_smoothing : float, default=0.1
         Label smoothing of the cross-entropy loss (paper: label smoothing; 0.1 is the usual
         value).
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn: ``None`` weighs all classes
+        1; ``"balanced"`` weighs class ``c`` ``n_tiles / (n_classes * n_tiles_of_c)``
+        (:func:`~sklearn.utils.class_weight.compute_class_weight`), computed on the tile
+        labels given to ``fit`` (validation rows included); ``{label: weight}`` sets them
+        (missing classes weigh 1). Passed as ``CrossEntropyLoss(weight=...)``, with
+        ``label_smoothing``; the weights used are ``class_weight_``. On imbalanced data
+        (BreakHis is ~70 % malignant) ``"balanced"`` keeps the minority class from being
+        under-predicted; the command line uses it by default.
     dropout : float, default=0.5
         Dropout before the final linear layer (paper: dropout).
     aggregation : {"mean", "max", "vote", "mil"}, default="mean"
@@ -97,6 +110,11 @@ _COMMON_PARAMETERS = """
         ``(h, w)`` of the training tiles.
     device_ : str
         The device the model lives on.
+    freeze_epochs_ : int
+        Epochs with the CNN frozen: ``freeze_epochs`` with ``"auto"`` resolved.
+    class_weight_ : ndarray of shape (n_classes,)
+        Loss weight of each class, in the order of ``classes_`` (ones with
+        ``class_weight=None``).
     precision_ : str
         ``"fp32"`` or ``"bf16"``: what ``precision`` resolved to at fit time.
     history_ : skorch.History
@@ -141,12 +159,13 @@ class CNNClassifier(TileNetClassifier):
         backbone: str | nn.Module = "resnet101",
         *,
         weights: Any = "imagenet",
-        freeze_epochs: int = 10,
+        freeze_epochs: int | str = "auto",
         max_epochs: int = 100,
         lr: float = 1e-4,
         batch_size: int = 128,
         lr_decay: float = 0.99,
         label_smoothing: float = 0.1,
+        class_weight: Any = None,
         dropout: float = 0.5,
         aggregation: str = "mean",
         negative_class: Any = None,
@@ -175,6 +194,7 @@ class CNNClassifier(TileNetClassifier):
             batch_size=batch_size,
             lr_decay=lr_decay,
             label_smoothing=label_smoothing,
+            class_weight=class_weight,
             dropout=dropout,
             aggregation=aggregation,
             negative_class=negative_class,
@@ -248,12 +268,13 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
         rnn_map: str = "hematoxylin",
         rnn_map_size: int | tuple[int, int] | None = None,
         fusion: str = "attention",
-        freeze_epochs: int = 10,
+        freeze_epochs: int | str = "auto",
         max_epochs: int = 100,
         lr: float = 1e-4,
         batch_size: int = 128,
         lr_decay: float = 0.99,
         label_smoothing: float = 0.1,
+        class_weight: Any = None,
         dropout: float = 0.5,
         aggregation: str = "mean",
         negative_class: Any = None,
@@ -287,6 +308,7 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
             batch_size=batch_size,
             lr_decay=lr_decay,
             label_smoothing=label_smoothing,
+            class_weight=class_weight,
             dropout=dropout,
             aggregation=aggregation,
             negative_class=negative_class,
