@@ -165,6 +165,38 @@ def test_ctrl_c_keeps_the_best_weights_and_the_last_checkpoint(
     assert np.array_equal(resumed.predict_proba(bags), model.predict_proba(bags))
 
 
+_KILL_AT_END = {"armed": False}
+
+
+class CrashAtTrainEnd(Callback):
+    """Killed after the last epoch's checkpoint, before the final one (once)."""
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        if _KILL_AT_END["armed"]:
+            _KILL_AT_END["armed"] = False
+            raise RuntimeError("killed")
+
+
+def test_killed_after_the_last_epoch_resumes_to_the_final_model(
+    data: Any, straight: Any, tmp_path: Path
+) -> None:
+    bags, y, groups = data
+    model, _ = straight
+    # Before the checkpoint callback, so that its on_train_end never runs.
+    callbacks = [("crash", CrashAtTrainEnd()), ("checkpoint", TrainingCheckpoint(tmp_path))]
+    _KILL_AT_END["armed"] = True
+    with pytest.raises(RuntimeError, match="killed"):
+        tiny_cnn(**SCENARIO, callbacks=callbacks).fit(bags, y, groups=groups)
+    assert (load_checkpoint(tmp_path)["epoch"], load_checkpoint(tmp_path)["finished"]) == (6, False)
+    # No epochs left: the resume restores the best epoch (known only from the checkpoint) and
+    # marks the run finished.
+    resumed = resume_fit(tmp_path, bags, y, groups=groups)
+    assert _trajectory(resumed) == _trajectory(model)
+    assert resumed.history_[-1]["best_epoch_restored"] == model.history_[-1]["best_epoch_restored"]
+    assert _same_weights(resumed.module_.state_dict(), model.module_.state_dict())
+    assert load_checkpoint(tmp_path)["finished"]
+
+
 def test_finished_checkpoint_resumes_to_the_final_model(data: Any, straight: Any) -> None:
     bags, y, groups = data
     model, _ = straight

@@ -159,6 +159,8 @@ class TrainingCheckpoint(Callback):
                     f"{state['data']['shape']}, class counts {state['data']['class_counts']})."
                 )
             self.start_epoch_, self.end_epoch_ = state["start_epoch"], state["end_epoch"]
+            # The pickled callback predates the save that pickled it.
+            self.saved_epoch_, self.finished_ = state["epoch"], False
             self._restore_callbacks(net, state)
         Path(self.dirname).mkdir(parents=True, exist_ok=True)
 
