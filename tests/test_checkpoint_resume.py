@@ -207,6 +207,19 @@ def test_finished_checkpoint_resumes_to_the_final_model(data: Any, straight: Any
     assert _same_weights(resumed.module_.state_dict(), model.module_.state_dict())
 
 
+def test_early_stopping_marks_the_checkpoint_finished(data: Any, tmp_path: Path) -> None:
+    """Early stopping ends the fit from inside an epoch's end, like a Ctrl-C: not confused."""
+    bags, y, groups = data
+    callback = TrainingCheckpoint(tmp_path)
+    params = {**SCENARIO, "patience": 1}
+    model = tiny_cnn(**params, callbacks=[("checkpoint", callback)]).fit(bags, y, groups=groups)
+    assert len(model.history_) < SCENARIO["max_epochs"]  # the premise: it stopped early
+    assert callback.finished_ and load_checkpoint(tmp_path)["finished"]
+    resumed = resume_fit(tmp_path, bags, y, groups=groups)
+    assert len(resumed.history_) == len(model.history_)
+    assert _same_weights(resumed.module_.state_dict(), model.module_.state_dict())
+
+
 def test_resume_refuses_other_data(data: Any, tmp_path: Path) -> None:
     bags, y, _ = data
     callbacks = [("checkpoint", TrainingCheckpoint(tmp_path)), ("crash", Crash(1))]
