@@ -20,7 +20,7 @@ from sklearn.base import clone
 from skorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reliability import tiny_bags, tiny_cnn, tiny_relabeler
+from _reliability import tiny_bags, tiny_cnn, tiny_hybrid, tiny_relabeler
 
 from skhybrid.estimators import (
     TrainingCheckpoint,
@@ -138,6 +138,19 @@ def test_resumed_fit_ends_on_the_same_weights(data: Any, straight: Any, tmp_path
     assert _same_weights(resumed.module_.state_dict(), log.weights[best])
     assert np.array_equal(resumed.predict_proba(bags), model.predict_proba(bags))
     assert load_checkpoint(tmp_path)["finished"]
+
+
+def test_hybrid_with_augmentation_resumes_to_the_same_weights(data: Any, tmp_path: Path) -> None:
+    """Augmentation draws new views from torch's generator every batch: the stream continues."""
+    bags, y, groups = data
+    params = {**SCENARIO, "max_epochs": 2, "freeze_epochs": 1, "augment": True}
+    straight = tiny_hybrid(**params).fit(bags, y, groups=groups)
+    callbacks = [("checkpoint", TrainingCheckpoint(tmp_path)), ("crash", Crash(1))]
+    with pytest.raises(RuntimeError):
+        tiny_hybrid(**params, callbacks=callbacks).fit(bags, y, groups=groups)
+    resumed = resume_fit(tmp_path, bags, y, groups=groups)
+    assert _trajectory(resumed) == _trajectory(straight)
+    assert _same_weights(resumed.module_.state_dict(), straight.module_.state_dict())
 
 
 def test_ctrl_c_keeps_the_best_weights_and_the_last_checkpoint(
