@@ -6,13 +6,21 @@
 
 The classifiers are skorch ``NeuralNetClassifier`` subclasses with two-phase transfer
 learning (CNN frozen, then fine-tuned), best-epoch restore, group-aware validation and
-bag-level prediction.
+bag-level prediction. :class:`TrainingCheckpoint` and :func:`resume_fit` make a long fit
+survive interruptions.
 """
 
 from __future__ import annotations
 
 from ._aggregate import AGGREGATIONS, aggregate_proba
 from ._base import TileNetClassifier
+from ._checkpoint import (
+    TrainingCheckpoint,
+    load_checkpoint,
+    load_self_learning_state,
+    resume_fit,
+    save_self_learning_state,
+)
 from ._classifiers import CNNClassifier, HybridCNNLSTMClassifier
 from ._features import CNNFeatureExtractor
 
@@ -22,5 +30,10 @@ __all__ = [
     "CNNFeatureExtractor",
     "HybridCNNLSTMClassifier",
     "TileNetClassifier",
+    "TrainingCheckpoint",
     "aggregate_proba",
+    "load_checkpoint",
+    "load_self_learning_state",
+    "resume_fit",
+    "save_self_learning_state",
 ]

@@ -466,7 +466,10 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         """
         return self._fit(X, y, groups, keep_state=True)
 
-    def _fit(self, X: Any, y: Any, groups: Any, *, keep_state: bool) -> TileNetClassifier:
+    def _fit(
+        self, X: Any, y: Any, groups: Any, *, keep_state: bool, epochs: int | None = None
+    ) -> TileNetClassifier:
+        # epochs: how many to run (None: max_epochs); resume_fit runs the ones a checkpoint left.
         self._check_params()
         data = prepare_fit_inputs(X, y, groups)
         continuing = keep_state and self.initialized_ and hasattr(self, "classes_inferred_")
@@ -500,7 +503,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
                 if isinstance(dataset, ArrayDataset):
                     # Batches carry their row index, for the FeatureCache callback.
                     dataset.with_index = True
-                NeuralNet.partial_fit(self, dataset, codes, groups=data.groups)
+                NeuralNet.partial_fit(self, dataset, codes, groups=data.groups, epochs=epochs)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
