@@ -49,6 +49,12 @@ _EXPORTS = {
     "Interval": "evaluation",
     "PatientCVResult": "evaluation",
     "resolve_class_roles": "class_roles",
+    "resolve_negative_classes": "class_roles",
+    "multiclass_report": "metrics",
+    "MulticlassReport": "metrics",
+    "get_multiclass_scorers": "metrics",
+    "TrainingCheckpoint": "estimators",
+    "resume_fit": "estimators",
     "SkhybridError": "exceptions",
     "UserError": "exceptions",
     "DataError": "exceptions",
@@ -67,6 +73,7 @@ __all__ = [
     "DataError",
     "HybridCNNLSTMClassifier",
     "Interval",
+    "MulticlassReport",
     "PathNotFoundError",
     "PatientCVResult",
     "RepeatedStratifiedGroupKFold",
@@ -74,22 +81,27 @@ __all__ = [
     "SkhybridError",
     "StainNormalizer",
     "SubImageTiler",
+    "TrainingCheckpoint",
     "UserError",
     "binary_report",
     "broadcast_bag_labels",
     "cross_validate_patients",
     "flatten_bags",
     "format_reports",
+    "get_multiclass_scorers",
     "get_scorers",
     "load_breakhis",
     "load_model",
     "make_histology",
+    "multiclass_report",
     "paper_convention_report",
     "patient_bootstrap_interval",
     "patient_score",
     "patient_split_indices",
     "random_tile_split_indices",
     "resolve_class_roles",
+    "resolve_negative_classes",
+    "resume_fit",
     "run_experiment",
     "save_model",
     "sensitivity_score",
@@ -112,9 +124,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from .class_roles import resolve_class_roles
+    from .class_roles import resolve_class_roles, resolve_negative_classes
     from .datasets import load_breakhis, make_histology
-    from .estimators import CNNClassifier, CNNFeatureExtractor, HybridCNNLSTMClassifier
+    from .estimators import (
+        CNNClassifier,
+        CNNFeatureExtractor,
+        HybridCNNLSTMClassifier,
+        TrainingCheckpoint,
+        resume_fit,
+    )
     from .evaluation import (
         Interval,
         PatientCVResult,
@@ -127,9 +145,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .metrics import (
         SCORERS,
         BinaryReport,
+        MulticlassReport,
         binary_report,
         format_reports,
+        get_multiclass_scorers,
         get_scorers,
+        multiclass_report,
         patient_score,
         sensitivity_score,
         specificity_score,

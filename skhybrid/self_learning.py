@@ -681,13 +681,17 @@ class SelfLearningRelabeler(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             "class_counts": {_plain(c): int((new == c).sum()) for c in self.classes_},
         }
 
+    def _negative_name(self) -> str:
+        negatives = [_plain(c) for c in self.negative_classes_]
+        return repr(negatives[0]) if len(negatives) == 1 else f"benign tissue {negatives!r}"
+
     def _report_round(self, entry: dict[str, Any]) -> None:
         if not self.verbose:
             return
         counts = ", ".join(f"{c}={n}" for c, n in entry["class_counts"].items())
         print(
             f"[{_NAME}] round {entry['round']}/{self.n_rounds}: {entry['n_relabeled']} tiles "
-            f"relabeled ({entry['n_to_negative']} to {_plain(self.negative_class_)!r}, "
+            f"relabeled ({entry['n_to_negative']} to {self._negative_name()}, "
             f"{entry['n_to_positive']} back); {counts}",
             flush=True,
         )

@@ -286,15 +286,34 @@ def test_aggregation_of_eight_classes_values():
     assert mil[0, 4] == pytest.approx(mil[0, 1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aggregate_proba('mil') knows one negative column only: the other benign subtypes "
-    "count as positive, so one tumour tile does not make a subtype image malignant",
-)
 def test_mil_aggregation_with_benign_subtypes_calls_the_tumour_tile():
-    # Under the hierarchy "an image is malignant as soon as one tile is", the ductal tile wins.
-    mil = aggregate_proba(_tiles([1, 1, 4]), "mil", negative_index=0)
+    # Under the hierarchy "an image is malignant as soon as one tile is", the ductal tile wins
+    # once the four benign subtypes are the negative set.
+    tiles = _tiles([1, 1, 4])
+    mil = aggregate_proba(tiles, "mil", negative_index=[0, 1, 2, 3])
     assert mil[0].argmax() == 4
+    np.testing.assert_allclose(mil.sum(axis=1), 1.0)
+    # P(benign set) is the least benign tile's benign mass.
+    assert mil[0, :4].sum() == pytest.approx(tiles[0, 2, :4].sum())
+    # With one negative column (the binary rule) the other benign subtypes count as positive.
+    assert aggregate_proba(tiles, "mil", negative_index=0)[0].argmax() == 1
+    # A benign image (every tile benign) stays benign.
+    assert aggregate_proba(_tiles([1, 2, 3]), "mil", negative_index=[0, 1, 2, 3])[0, :4].sum() > 0.5
+
+
+def test_estimators_mil_uses_the_negative_set_of_subtype_names():
+    from skhybrid import CNNClassifier
+    from skhybrid.class_roles import BENIGN_SUBTYPES, MALIGNANT_SUBTYPES
+
+    names = np.array(sorted(BENIGN_SUBTYPES + MALIGNANT_SUBTYPES))
+    rng = np.random.default_rng(0)
+    bags = rng.integers(0, 256, (8, 2, 16, 16, 3), dtype=np.uint8)
+    clf = CNNClassifier("resnet18", weights=None, max_epochs=1, valid_size=None, verbose=0,
+                        aggregation="mil", random_state=0).fit(bags, names)  # fmt: skip
+    tile = clf.predict_proba_tiles(bags)
+    negative = np.isin(clf.classes_, BENIGN_SUBTYPES)
+    expected = tile[:, :, negative].sum(axis=2).min(axis=1)
+    np.testing.assert_allclose(clf.predict_proba(bags)[:, negative].sum(axis=1), expected)
 
 
 # -- self-learning with subtypes: the rule on hand-made probabilities -----------------------------

@@ -67,7 +67,7 @@ REASONS: dict[str, str] = {
     **dict.fromkeys(
         ["check_class_weight_balanced_linear_classifier", "check_class_weight_classifiers",
          "check_sparsify_coefficients"],
-        "for linear models with class_weight / coef_; the networks have neither",
+        "for linear models with coef_ (on 2-D tabular data); the networks have no coef_",
     ),
     **dict.fromkeys(
         ["check_estimator_sparse_array", "check_estimator_sparse_matrix",

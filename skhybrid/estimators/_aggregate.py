@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["AGGREGATIONS", "aggregate_proba"]
@@ -10,7 +12,7 @@ AGGREGATIONS = ("mean", "max", "vote", "mil")
 
 
 def aggregate_proba(
-    tile_proba: np.ndarray, aggregation: str, *, negative_index: int = 0
+    tile_proba: np.ndarray, aggregation: str, *, negative_index: int | Sequence[int] = 0
 ) -> np.ndarray:
     """Aggregate per-tile class probabilities of each image; every output row sums to 1.
 
@@ -27,16 +29,19 @@ def aggregate_proba(
         between classes again going to the first.
 
         ``"mil"``: the multiple-instance rule that self-learning assumes (an image is
-        positive as soon as one of its tiles is): the class in column ``negative_index`` is the
-        negative one (resolved by :func:`skhybrid.class_roles.resolve_class_roles`), and
-        ``P(negative) = min_t p_t(negative)``; with
-        two classes ``P(positive) = max_t p_t(positive)``. With more classes the positive mass
-        ``1 - P(negative)`` is shared in proportion to each class's largest tile probability.
+        positive as soon as one of its tiles is): the classes in the columns ``negative_index``
+        are the negative set (benign tissue; one class, or the benign subtypes, resolved by
+        :func:`skhybrid.class_roles.resolve_negative_classes`), and
+        ``P(negative set) = min_t sum_{c in set} p_t(c)``: an image is benign only as far as
+        its least benign tile is. That mass is shared among the negative classes in proportion
+        to their mean tile probability, the positive mass ``1 - P(negative set)`` among the
+        other classes in proportion to each one's largest tile probability. With two classes
+        ``P(positive) = max_t p_t(positive)``.
         After self-learning, tiles of benign tissue in a malignant image are (correctly) called
         benign, so the mean under-calls such images; this rule does not.
 
-    negative_index : int, default=0
-        Column of the negative class, used by ``"mil"`` only.
+    negative_index : int or sequence of int, default=0
+        Column(s) of the negative class or classes, used by ``"mil"`` only.
 
     Returns
     -------
@@ -54,13 +59,23 @@ def aggregate_proba(
         np.add.at(counts, (np.repeat(np.arange(n), n_tiles), winners.ravel()), 1.0)
         return counts / n_tiles
     if aggregation == "mil":
-        positive = np.arange(tile_proba.shape[2]) != negative_index
-        negative = tile_proba[:, :, negative_index].min(axis=1)
-        peak = tile_proba[:, :, positive].max(axis=1)
-        total = peak.sum(axis=1, keepdims=True)
-        share = np.divide(peak, total, out=np.full_like(peak, 1.0 / peak.shape[1]), where=total > 0)
+        k = tile_proba.shape[2]
+        negative = np.zeros(k, dtype=bool)
+        negative[np.atleast_1d(negative_index)] = True
+        if negative.all():
+            raise ValueError("'mil' needs at least one positive (non-negative) class.")
+        p_negative = tile_proba[:, :, negative].sum(axis=2).min(axis=1)
         out = np.empty(tile_proba.shape[::2])
-        out[:, negative_index] = negative
-        out[:, positive] = (1.0 - negative)[:, None] * share
+        out[:, negative] = p_negative[:, None] * _shares(tile_proba[:, :, negative].mean(axis=1))
+        out[:, ~negative] = (1.0 - p_negative)[:, None] * _shares(
+            tile_proba[:, :, ~negative].max(axis=1)
+        )
         return out
     raise ValueError(f"Unknown aggregation {aggregation!r}; valid are {list(AGGREGATIONS)}.")
+
+
+def _shares(weights: np.ndarray) -> np.ndarray:
+    """Rows of ``weights`` (n, m) divided by their sum; uniform where a row sums to 0."""
+    total = weights.sum(axis=1, keepdims=True)
+    uniform = np.full_like(weights, 1.0 / weights.shape[1])
+    return np.divide(weights, total, out=uniform, where=total > 0)

@@ -36,7 +36,7 @@ from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import Subset
 
-from ..class_roles import resolve_class_roles
+from ..class_roles import resolve_negative_classes
 from ..nn import available_backbones
 from ..nn.augment import random_dihedral
 from ..nn.backbones import is_backbone_name
@@ -119,6 +119,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         "dropout": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
         "aggregation": [StrOptions(set(AGGREGATIONS))],
         "negative_class": "no_validation",  # any label; checked against classes_ when used
+        "negative_classes": "no_validation",  # likewise, a collection of labels
         "augment": ["boolean"],
         "cache_features": ["boolean"],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -142,6 +143,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         dropout: float,
         aggregation: str,
         negative_class: Any,
+        negative_classes: Any,
         augment: bool,
         cache_features: bool,
         patience: int | None,
@@ -166,6 +168,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self.dropout = dropout
         self.aggregation = aggregation
         self.negative_class = negative_class
+        self.negative_classes = negative_classes
         self.augment = augment
         self.cache_features = cache_features
         self.patience = patience
@@ -286,6 +289,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickled before these were parameters / fitted attributes.
         state.setdefault("negative_class", None)
+        state.setdefault("negative_classes", None)
         state.setdefault("class_weight", None)
         if "tile_shape_" in state and "freeze_epochs_" not in state:
             state["freeze_epochs_"] = state.get("freeze_epochs", 0)
@@ -542,11 +546,12 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         proba = self._tile_proba(tiles)
         if n_tiles is None:
             return proba
-        negative_index = 0
+        negative_index: Any = 0
         if self.aggregation == "mil":
-            negative_index = resolve_class_roles(
-                self.classes_, negative_class=self.negative_class
-            ).negative_index
+            negatives = resolve_negative_classes(
+                self.classes_, self.negative_classes, negative_class=self.negative_class
+            )
+            negative_index = [int(np.flatnonzero(self.classes_ == c)[0]) for c in negatives]
         return aggregate_proba(
             unflatten_tiles(proba, n_tiles), self.aggregation, negative_index=negative_index
         )

@@ -59,6 +59,12 @@ _COMMON_PARAMETERS = """
         ``"B"``, else the smallest numeric class), else an error asks for it; the same
         parameter as :class:`~skhybrid.self_learning.SelfLearningRelabeler`'s. Not used by
         the other aggregations.
+    negative_classes : collection of labels, default=None
+        The negative SET of ``aggregation="mil"`` with k classes: the benign subtypes, all
+        benign tissue (:func:`skhybrid.class_roles.resolve_negative_classes`; BreakHis subtype
+        names are recognised, integer subtype codes need ``negative_classes=[0, 1, 2, 3]``). An
+        image is then benign only as far as its least benign tile is. The relabeler's
+        parameter of the same name.
     augment : bool, default=False
         Random flips and 90-degree rotations of the training batches (on the device, seeded
         by ``random_state``); non-square tiles get flips only. Not used in the paper.
@@ -169,6 +175,7 @@ class CNNClassifier(TileNetClassifier):
         dropout: float = 0.5,
         aggregation: str = "mean",
         negative_class: Any = None,
+        negative_classes: Any = None,
         augment: bool = False,
         cache_features: bool = True,
         patience: int | None = None,
@@ -198,6 +205,7 @@ class CNNClassifier(TileNetClassifier):
             dropout=dropout,
             aggregation=aggregation,
             negative_class=negative_class,
+            negative_classes=negative_classes,
             augment=augment,
             cache_features=cache_features,
             patience=patience,
@@ -278,6 +286,7 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
         dropout: float = 0.5,
         aggregation: str = "mean",
         negative_class: Any = None,
+        negative_classes: Any = None,
         augment: bool = False,
         cache_features: bool = True,
         patience: int | None = None,
@@ -312,6 +321,7 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
             dropout=dropout,
             aggregation=aggregation,
             negative_class=negative_class,
+            negative_classes=negative_classes,
             augment=augment,
             cache_features=cache_features,
             patience=patience,
