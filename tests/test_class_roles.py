@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.pipeline import Pipeline
 
 from skhybrid.class_roles import (
     BENIGN_SUBTYPES,
@@ -154,3 +155,58 @@ def test_negative_set_needs_two_classes_it_can_tell():
         resolve_negative_classes(["benign"])
     with pytest.raises(ValueError, match="Cannot tell"):
         resolve_negative_classes(["cat", "dog", "emu"])
+
+
+# -- the whole library agrees on every encoding ---------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_images():
+    from skhybrid.datasets import make_histology
+
+    data = make_histology(12, image_size=(32, 64), grid=(1, 2), random_state=0)
+    return data.images, data.target.astype(bool)  # True = malignant
+
+
+@pytest.mark.parametrize(("classes", "negative", "positive"), ENCODINGS)
+def test_reports_relabeler_and_cli_agree_on_every_encoding(
+    classes, negative, positive, tiny_images, tmp_path, capsys
+):
+    from skhybrid import CNNClassifier, SelfLearningRelabeler, SubImageTiler, binary_report
+    from skhybrid.cli import main
+    from skhybrid.model_io import save_model
+    from skhybrid.workflow import make_relabeling_proposer
+
+    images, malignant = tiny_images
+    y = np.where(malignant, positive, negative)
+    if isinstance(positive, (bool, np.bool_)):
+        y = malignant.copy()
+
+    # Reports: every truly malignant image called malignant, every benign one too.
+    report = binary_report(y, np.full(len(y), positive, dtype=y.dtype))
+    assert report.sensitivity == 1.0 and report.specificity == 0.0
+
+    # The relabeler only changes tiles of the malignant images.
+    bags = SubImageTiler(grid=(1, 2)).fit_transform(images)
+    relabeler = SelfLearningRelabeler(make_relabeling_proposer(0), n_rounds=1, random_state=0)
+    relabeler.fit(bags, y)
+    assert relabeler.negative_class_ == negative
+    assert (relabeler.tile_labels_[y == negative] == negative).all()
+
+    # The command line prints the probability of the positive class, for a model with "mil".
+    pipe = Pipeline([
+        ("tiles", SubImageTiler(grid=(1, 2))),
+        ("clf", CNNClassifier("resnet18", weights=None, max_epochs=1, valid_size=None,
+                              aggregation="mil", verbose=0, random_state=0)),
+    ])  # fmt: skip
+    pipe.fit(images, y)
+    assert roles_of(pipe).positive == positive
+    model = tmp_path / "model.joblib"
+    save_model(pipe, model)
+    png = tmp_path / "tissue.png"
+    from PIL import Image
+
+    Image.fromarray(images[0]).save(png)
+    assert main(["predict", str(model), str(png)]) == 0
+    out = capsys.readouterr().out
+    assert f"(P({positive}) = " in out
+    p_positive = pipe.predict_proba(images[:1])[0, list(pipe.classes_).index(positive)]
+    assert f"(P({positive}) = {p_positive:.3f})" in out
