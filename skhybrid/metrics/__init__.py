@@ -30,6 +30,7 @@ from ._classification import (
     sensitivity_score,
     specificity_score,
 )
+from ._history import plot_training_history
 from ._patient import patient_score
 from ._plot import (
     CurveDisplays,
@@ -51,6 +52,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_precision_recall_curve",
     "plot_roc_curve",
+    "plot_training_history",
     "sensitivity_score",
     "specificity_score",
 ]
