@@ -135,6 +135,8 @@ def plot_training_history(
         )
     rows = _history_rows(estimator_or_history)
     Figure = _import_figure()
+    from matplotlib.ticker import MaxNLocator
+
     created = ax is None
     if created:
         fig = Figure(figsize=(4.5 * len(metrics), 3.6), layout="constrained")
@@ -161,6 +163,7 @@ def plot_training_history(
             axis.axvline(
                 best, color="black", linestyle="--", linewidth=1, label=f"best epoch ({best})"
             )
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_xlabel("epoch")
         axis.set_ylabel(_YLABELS[metric])
         axis.legend(loc="best", fontsize="small")
