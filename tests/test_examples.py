@@ -274,6 +274,8 @@ def load_reproduce_paper() -> ModuleType:
         "reproduce_paper", EXAMPLES / "reproduce_paper.py"
     )
     module = importlib.util.module_from_spec(spec)
+    # Registered first, as importlib's recipe does: its dataclasses look their module up.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -283,7 +285,8 @@ def reproduce_paper() -> ModuleType:
     return load_reproduce_paper()
 
 
-REPORT_COLUMNS = [
+METRICS_COLUMNS = [
+    "magnification",
     "protocol",
     "model",
     "level",
@@ -298,16 +301,52 @@ REPORT_COLUMNS = [
     "fn",
     "tn",
     "n",
+    "paper_accuracy",
+    "paper_sensitivity",
+    "paper_specificity",
+    "paper_precision",
+    "paper_f1",
+    "paper_tp",
+    "paper_fp",
+    "paper_fn",
+    "paper_tn",
 ]
+#: The paper's Tables 4-9, each numbered as in the paper.
+PAPER_TABLES = {
+    "table4_self_learning.md": "# Table 4: tile labels per self-learning round",
+    "table5_cnn.md": "# Table 5: CNN metrics",
+    "table6_hybrid.md": "# Table 6: hybrid CNN-LSTM metrics",
+    "table7_cnn_confusion.md": "# Table 7: CNN confusion matrices (benign positive)",
+    "table8_hybrid_confusion.md": "# Table 8: hybrid CNN-LSTM confusion matrices (benign positive)",
+    "table9_comparison.md": "# Table 9: comparison with the paper and other work",
+}
 
 
-def check_paper_tables(out: Path, rows: list[tuple[str, str]]) -> list[dict]:
-    """Check the 40X tables against the expected (protocol, model) rows; return results.json."""
-    with (out / "table5_40X.csv").open() as handle:
+def protocol_sections(text: str) -> dict[str, str]:
+    """The ``## `` sections of a table file by protocol."""
+    sections = {}
+    for chunk in text.split("\n## ")[1:]:
+        protocol = "patient" if chunk.startswith("Patient-wise") else "random-tile"
+        sections[protocol] = chunk
+    return sections
+
+
+def check_paper_tables(
+    out: Path, rows: list[tuple[str, str]], *, figures: bool = True
+) -> list[dict]:
+    """Check Tables 4-9, metrics.csv and the figures against the expected (protocol, model)
+    rows of 40X; return results.json."""
+    for name, title in PAPER_TABLES.items():
+        assert (out / name).read_text().startswith(title), name
+    tables = json.loads((out / "tables.json").read_text())
+    assert sorted(tables) == [f"table{n}" for n in range(4, 10)]
+
+    with (out / "metrics.csv").open() as handle:
         table = list(csv.DictReader(handle))
-    assert list(table[0]) == REPORT_COLUMNS
+    assert list(table[0]) == METRICS_COLUMNS
     assert [(row["protocol"], row["model"]) for row in table] == rows
     for row in table:
+        assert row["magnification"] == "40X"
         assert row["level"] == (
             "image" if row["protocol"] == "patient" else "tile (corrected labels)"
         )
@@ -315,18 +354,60 @@ def check_paper_tables(out: Path, rows: list[tuple[str, str]]) -> list[dict]:
             assert 0.0 <= float(row[metric]) <= 1.0
         assert math.isnan(float(row["auc"])) or 0.0 <= float(row["auc"]) <= 1.0
         assert sum(int(row[k]) for k in ("tp", "fp", "fn", "tn")) == int(row["n"]) > 0
-
-    markdown = (out / "table5_40X.md").read_text()
-    assert markdown.startswith("# Table 5: 40X")
-    for protocol in dict.fromkeys(protocol for protocol, _ in rows):
-        title = "Patient-wise split (honest)" if protocol == "patient" else "LEAKY"
-        assert title in markdown
-    for _, model in rows:
-        assert f"| {model} |" in markdown
+        # The paper's convention: benign positive (counts swapped), class-weighted averages,
+        # so that its sensitivity and specificity both equal the accuracy.
+        assert (row["paper_tp"], row["paper_fn"]) == (row["tn"], row["fp"])
+        for metric in ("paper_accuracy", "paper_sensitivity", "paper_specificity"):
+            assert float(row[metric]) == pytest.approx(float(row["accuracy"]))
 
     results = json.loads((out / "results.json").read_text())
     assert [(entry["protocol"], entry["model"]) for entry in results] == rows
     assert all(entry["magnification"] == "40X" for entry in results)
+    for entry in results:
+        share = entry["info"]["n_test"] / (entry["info"]["n_train"] + entry["info"]["n_test"])
+        if entry["protocol"] == "random-tile":  # the paper's 20 % of the tiles
+            assert entry["test_size"] == 0.2 and share == pytest.approx(0.2, abs=0.01)
+        else:
+            assert entry["test_size"] == 0.25
+
+    # Tables 5-8: every row in its table (CNN or hybrid), under its protocol; 7-8 hold
+    # TP/FP/FN/TN (benign positive) that sum to the test samples of the row.
+    for kind, metrics_file, confusion_file in (
+        ("CNN", "table5_cnn.md", "table7_cnn_confusion.md"),
+        ("CNN-LSTM", "table6_hybrid.md", "table8_hybrid_confusion.md"),
+    ):
+        metrics_sections = protocol_sections((out / metrics_file).read_text())
+        confusion_sections = protocol_sections((out / confusion_file).read_text())
+        for entry in results:
+            if entry["model"].split()[1] != kind:
+                continue
+            protocol = entry["protocol"]
+            assert "Paper's convention" in metrics_sections[protocol]
+            assert "skhybrid's convention (malignant positive)" in metrics_sections[protocol]
+            assert metrics_sections[protocol].count(f"| {entry['model']} | 40X |") == 2
+            header, body = markdown_table(confusion_sections[protocol], "| Model |")
+            assert header == ["Model", "Magnification", "TP", "FP", "FN", "TN", "Total"]
+            (cells,) = [r for r in body if r[:2] == [entry["model"], "40X"]]
+            counts = dict(zip(header[2:], map(int, cells[2:])))
+            assert counts["TP"] + counts["FP"] + counts["FN"] + counts["TN"] == counts["Total"]
+            assert counts["Total"] == entry["info"]["n_test"]
+            assert counts == {**entry["paper_confusion"], "Total": entry["info"]["n_test"]}
+    table9 = (out / "table9_comparison.md").read_text()
+    assert "| 99.76 |" in table9 and "BHCNet" in table9 and "92.5" in table9
+    for _, model in rows:
+        assert f"| {model} | 40X |" in table9
+
+    if figures:
+        for name in (
+            "figure9_roc_40X.png",
+            "figure10_precision_recall_40X.png",
+            "figure11_training_loss_40X.png",
+            "figure12_training_accuracy_40X.png",
+        ):
+            assert_png(out / name)
+        kinds = {model.split()[1] for _, model in rows}
+        assert (out / "figure6_cnn_accuracy.png").exists() == ("CNN" in kinds)
+        assert (out / "figure7_hybrid_accuracy.png").exists() == ("CNN-LSTM" in kinds)
     return results
 
 
@@ -414,6 +495,49 @@ def test_reproduce_paper_row_names(reproduce_paper: ModuleType) -> None:
     assert row_name("vgg19", "cnn", 4, show_rounds=True) == "vgg19 CNN + self-learning (4 rounds)"
 
 
+def test_reproduce_paper_conventions_reproduce_the_papers_row(reproduce_paper: ModuleType) -> None:
+    """Table 8's ResNet101+LSTM 100X counts give Table 6's printed 99.76 in the paper's
+    convention, and the benign-positive counts back; skhybrid's convention differs."""
+    from skhybrid.metrics import binary_report
+
+    paper = reproduce_paper.PAPER_RESULTS[0]
+    counts = paper["confusion"]  # benign positive
+    # The same predictions with skhybrid's roles (malignant positive): TP and TN swap.
+    y_true = ["malignant"] * counts["TN"] + ["benign"] * counts["FN"]
+    y_true += ["malignant"] * counts["FP"] + ["benign"] * counts["TP"]
+    y_pred = ["malignant"] * (counts["TN"] + counts["FN"])
+    y_pred += ["benign"] * (counts["FP"] + counts["TP"])
+    report = binary_report(y_true, y_pred)
+    assert reproduce_paper.paper_confusion(report) == counts
+    ours = reproduce_paper.paper_convention(report, "benign", "malignant")
+    for metric in ("accuracy", "sensitivity", "specificity"):
+        assert round(ours[metric], 2) == paper[metric] == 99.76
+    # Malignant positive: the recalls of each class, not the paper's figures.
+    assert (round(100 * report.sensitivity, 2), round(100 * report.specificity, 2)) == (
+        99.81,
+        99.69,
+    )
+
+
+def test_reproduce_paper_test_size(reproduce_paper: ModuleType, capsys) -> None:
+    from skhybrid.workflow import DEFAULT_TEST_SIZE
+
+    args = reproduce_paper.parse_args([])
+    assert args.test_size is None
+    assert reproduce_paper.held_out_share(args, "random-tile") == 0.2  # the paper's share
+    assert reproduce_paper.held_out_share(args, "patient") == 0.25 == DEFAULT_TEST_SIZE["patient"]
+    given = reproduce_paper.parse_args(["--test-size", "0.3"])
+    assert [reproduce_paper.held_out_share(given, p) for p in ("random-tile", "patient")] == [
+        0.3,
+        0.3,
+    ]
+    for bad in ("0", "0.6", "abc"):
+        with pytest.raises(SystemExit) as exited:
+            reproduce_paper.parse_args(["--test-size", bad])
+        assert exited.value.code == 2
+    assert "--test-size" in capsys.readouterr().err
+
+
 def test_reproduce_paper_synthetic(tmp_path: Path) -> None:
     """--quick with explicit smaller sizes: the explicit options win; both protocols."""
     out = tmp_path / "tables"
@@ -431,12 +555,21 @@ def test_reproduce_paper_synthetic(tmp_path: Path) -> None:
     models = ["resnet18 CNN", "resnet18 CNN + self-learning"]
     rows = [(protocol, model) for protocol in ("random-tile", "patient") for model in models]
     results = check_paper_tables(out, rows)
-    assert sorted(path.name for path in out.iterdir()) == [
-        "results.json",
-        "table4_self_learning.md",
-        "table5_40X.csv",
-        "table5_40X.md",
-    ]
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [
+            *PAPER_TABLES,
+            "tables.json",
+            "metrics.csv",
+            "results.json",
+            "figure6_cnn_accuracy.png",  # no hybrid rows: no Figure 7
+            "figure9_roc_40X.png",
+            "figure10_precision_recall_40X.png",
+            "figure11_training_loss_40X.png",
+            "figure12_training_accuracy_40X.png",
+        ]
+    )
+    assert "No hybrid CNN-LSTM rows" in (out / "table6_hybrid.md").read_text()
+    assert "Not drawn (no rows, or a test set of one class): figure7_hybrid_accuracy.png" in stdout
     for entry in results:
         params = entry["info"]["classifier_params"]
         assert (params["max_epochs"], params["batch_size"], params["freeze_epochs"]) == (1, 32, 0)
@@ -469,8 +602,9 @@ def test_reproduce_paper_breakhis(tmp_path: Path, breakhis_sample: Path) -> None
 
     assert "=== 40X: BreakHis 40X, 10 images" in stdout
     rows = [(p, "resnet18 CNN + self-learning") for p in ("random-tile", "patient")]
-    results = check_paper_tables(out, rows)
-    assert (out / "table5_40X.md").read_text().startswith("# Table 5: 40X (BreakHis 40X)")
+    # Ten images: a test set may hold one class only, so the curves are not required.
+    results = check_paper_tables(out, rows, figures=False)
+    assert "Data: 40X: BreakHis 40X." in (out / "table5_cnn.md").read_text()
     for entry in results:
         assert entry["info"]["n_images"] == 10
         assert entry["tile_label_accuracy"] == {}  # no ground-truth tile labels on BreakHis
@@ -500,7 +634,10 @@ def test_reproduce_paper_quick(tmp_path: Path) -> None:
     rows = [(protocol, model) for protocol in ("random-tile", "patient") for model in models]
     results = check_paper_tables(out, rows)
     assert all(entry["info"]["classifier_params"]["max_epochs"] == 2 for entry in results)
-    assert re.search(r"Wrote tables to .* in \d+ s", stdout)
+    assert re.search(r"Wrote tables and figures to .* in \d+ s", stdout)
+    assert (out / "figure7_hybrid_accuracy.png").is_file()
+    # Training accuracy is recorded per epoch, for Figure 12.
+    assert all(len(e["history"]) == 2 and "train_acc" in e["history"][0] for e in results)
 
 
 @pytest.mark.slow

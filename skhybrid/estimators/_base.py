@@ -349,6 +349,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_acc", BatchAccuracy()),
+            ("train_acc", BatchAccuracy(name="train_acc", on_train=True)),
             ("freeze_backbone", FreezeBackbone()),  # reads the net's freeze_epochs_
             ("feature_cache", FeatureCache()),  # after freeze_backbone: reads its decision
             ("lr_scheduler", PicklableLRScheduler(torch.optim.lr_scheduler.ExponentialLR,

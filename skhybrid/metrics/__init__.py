@@ -34,6 +34,7 @@ from ._classification import (
     sensitivity_score,
     specificity_score,
 )
+from ._history import plot_training_history
 from ._multiclass import MulticlassReport, get_multiclass_scorers, multiclass_report
 from ._patient import patient_score
 from ._plot import (
@@ -59,6 +60,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_precision_recall_curve",
     "plot_roc_curve",
+    "plot_training_history",
     "sensitivity_score",
     "specificity_score",
 ]
