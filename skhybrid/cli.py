@@ -703,6 +703,13 @@ def _set_runtime(model: Any, device: str | None, batch_size: int | None) -> Any:
     import copy
 
     name, classifier = model.steps[-1]
+    params = classifier.get_params(deep=False)
+    for param, value in (("batch_size", batch_size), ("device", device)):
+        if value is not None and param not in params:  # e.g. a model saved from Python
+            raise UserError(
+                f"--{param.replace('_', '-')}: the saved {type(classifier).__name__} has no "
+                f"{param} parameter"
+            )
     if batch_size is not None:
         classifier.set_params(batch_size=batch_size)
     if device is not None and device != classifier.device:
@@ -741,7 +748,8 @@ def _score_files(
 
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     middle = Pipeline(model.steps[1:-1]) if len(model.steps) > 2 else None
-    per_step = max(1, classifier.batch_size // tiler.n_tiles_) if classifier.batch_size > 0 else 64
+    batch_size = getattr(classifier, "batch_size", 128)  # -1 (skorch: all at once): 64 images
+    per_step = max(1, batch_size // tiler.n_tiles_) if batch_size > 0 else 64
     scored = _Scored()
 
     def skip(index: int, exc: BaseException) -> None:
