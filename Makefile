@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install skhybrid with everything the tests need
 
 demo: install  ## the whole method on the embedded synthetic data set (a few minutes on a CPU)
-	$(BIN)/skhybrid demo --out $(OUT)
+	$(BIN)/skhybrid demo --out $(OUT) --overwrite
 
 test: install lint  ## install, lint and run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

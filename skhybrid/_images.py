@@ -23,6 +23,7 @@ __all__ = [
     "load_rgb",
     "one_image",
     "to_image_list",
+    "to_rgb_image",
 ]
 
 
@@ -139,18 +140,76 @@ def check_bags(bags: Any, *, what: str = "bags") -> np.ndarray:
     return array
 
 
+#: Pillow modes of 16-bit (or wider) integer pixels. ``convert("RGB")`` clips them at 255,
+#: which turns almost every pixel of a 16-bit image white, so they are scaled here instead.
+_WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_rgb_image(image: Any, what: str = "image") -> Any:
+    """Convert a ``PIL.Image.Image`` of any supported mode to mode ``"RGB"`` (8 bits a channel).
+
+    The one place where skhybrid decides how a file's pixels become uint8 RGB (``load_rgb``,
+    PIL images given to the estimators, and :func:`skhybrid.datasets.load_breakhis` use it):
+
+    * RGB: kept as it is.
+    * Alpha (``RGBA``, ``LA``, ``PA``, palette with a transparent colour): composited on white,
+      the colour of an empty slide, so a transparent background reads as background and not as
+      whatever colour the transparent pixels happen to store (often black). Fully opaque
+      pixels are unchanged.
+    * Greyscale (``L``, ``1``) and palette (``P``): the grey value in all three channels,
+      the palette's colours.
+    * 16-bit greyscale (``I;16``, and ``I``, read as 16-bit): scaled to 8 bits by keeping the
+      high byte (``value >> 8``; 65535 -> 255, 1000 -> 3), which is also what Pillow does with
+      16-bit RGB PNGs, so both kinds of 16-bit file read the same way.
+    * Other colour spaces Pillow knows (``CMYK``, ``YCbCr``, ``LAB``, ``HSV``): Pillow's
+      conversion.
+
+    Raises
+    ------
+    UnreadableImageError
+        For floating-point images (mode ``F``: no one scale is right) and ``I`` images with
+        values outside ``[0, 65535]``; the message says how to convert them.
+    """
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise UnreadableImageError(
+                f"{what} has {mode!r} pixels outside 0..65535 (not a 16-bit image); "
+                "save it as 8-bit RGB."
+            )
+        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8)).convert("RGB")
+    if mode == "F":
+        raise UnreadableImageError(
+            f"{what} has floating-point pixels (mode 'F'); skhybrid reads 8- or 16-bit "
+            "images: save it as 8-bit RGB."
+        )
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as a uint8 RGB array ``(H, W, 3)``.
 
-    Palette, grayscale and RGBA files are converted to RGB (alpha dropped).
+    Other modes are converted as :func:`to_rgb_image` documents: alpha composited on white,
+    greyscale repeated in the three channels, 16-bit values scaled by ``>> 8``; float images
+    are refused.
 
     Raises
     ------
     FileNotFoundError
         When the file does not exist.
     UnreadableImageError
-        A ``ValueError`` and ``OSError``, when the file is not a readable image (corrupt or
-        truncated), naming the path.
+        A ``ValueError`` and ``OSError``, when the file is not a readable image (corrupt,
+        truncated, empty, not an image, or of a mode that cannot be converted), naming the
+        path.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -160,8 +219,10 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # decode now, so a truncated file fails here, with its path
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            return np.asarray(to_rgb_image(image, str(path)), dtype=np.uint8)
+    except UnreadableImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UnreadableImageError(f"Cannot read image {path}: {exc}") from exc
 
 
@@ -172,7 +233,7 @@ def one_image(item: Any, index: int) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
         return load_rgb(item)
     if isinstance(item, Image.Image):
-        return np.asarray(item.convert("RGB"), dtype=np.uint8)
+        return np.asarray(to_rgb_image(item, f"Image {index}"), dtype=np.uint8)
     array = np.asarray(item)
     if array.ndim != 3:
         raise ValueError(f"Image {index} must have shape (H, W, 3), got {array.shape}.")

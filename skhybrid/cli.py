@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -358,6 +359,66 @@ def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help=what)
 
 
+#: Files a run writes into its output folder (``--out``). A folder holding any of them holds
+#: another run's outputs: a second run refuses to mix its files with them (see _check_out_dir).
+_RUN_OUTPUTS = (
+    "report.json",
+    "model.joblib",
+    "predictions.csv",
+    "self_learning_history.md",
+    "roc_curve.png",
+    "pr_curve.png",
+)
+#: What ``predict`` reads from a folder (searched recursively); the suffixes Pillow decodes
+#: that histology images come as.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _fault_options(parser: argparse.ArgumentParser, *, on_error: str, out: str) -> None:
+    """``--on-error`` and ``--overwrite``, grouped: how a run treats bad files and used folders.
+
+    ``on_error`` is the command's default (see docs/cli.md, "Bad files"): ``skip`` for the
+    commands that score (one bad file should not cost the results of thousands), ``raise``
+    for ``train`` (a training set silently missing images is a different experiment).
+    """
+    group = parser.add_argument_group("bad files and output folders")
+    group.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default=on_error,
+        help="a file that does not decode, or (BreakHis folders) whose name does not parse: "
+        "raise stops at the first with an error naming it; skip leaves it out, names it with "
+        "its reason on stderr (and in report.json) and exits with status 1 at the end",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace the outputs of an earlier run in {out} (without it such a folder is "
+        "refused, so that two runs' files never mix)",
+    )
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--batch-size`` of a command that runs a saved model."""
+    group = parser.add_argument_group("runtime")
+    group.add_argument(
+        "--device",
+        metavar="D",
+        type=_device,
+        default=None,
+        help="auto (CUDA when available), cpu, cuda or any torch device such as cuda:1 "
+        "(default: the saved model's; a model trained on a GPU loads on the CPU without one)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        metavar="N",
+        default=None,
+        help="tiles per forward pass; a bigger one is faster until the device's memory is "
+        "full (default: the saved model's batch size)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -427,6 +488,12 @@ def _build_parser() -> argparse.ArgumentParser:
     _model_options(demo, demo=True)
     _protocol_options(demo)
     _quiet_option(demo, "no progress messages or epoch table")
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --out (without it such a folder is "
+        "refused, so that two runs' files never mix)",
+    )
 
     train = add(
         "train",
@@ -456,6 +523,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _model_options(train, demo=False)
     _protocol_options(train)
     _quiet_option(train, "no progress bar, messages or epoch table")
+    _fault_options(train, on_error="raise", out="--out")
 
     evaluate = add(
         "evaluate",
@@ -478,7 +546,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder for report.json and plots (default: write nothing)",
     )
-    _quiet_option(evaluate, "print only the report (no line saying what is being scored)")
+    _quiet_option(
+        evaluate, "print only the report (no progress bar, no line saying what is being scored)"
+    )
+    _fault_options(evaluate, on_error="skip", out="--out")
+    _runtime_options(evaluate)
 
     predict = add(
         "predict",
@@ -487,7 +559,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "tile probabilities as a grid; optionally an overlay PNG of the grid on the image.",
     )
     predict.add_argument("model", type=Path, help="model.joblib written by `skhybrid train`")
-    predict.add_argument("images", type=Path, nargs="+", help="image files (PNG, JPEG, ...)")
+    predict.add_argument(
+        "images",
+        type=Path,
+        nargs="+",
+        help="image files (PNG, JPEG, TIFF ...), folders (searched recursively for "
+        f"{', '.join('*' + x for x in _IMAGE_SUFFIXES)}) or quoted globs such as 'scans/*.png'",
+    )
     predict.add_argument(
         "--overlay",
         type=Path,
@@ -495,6 +573,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="folder for <image>_overlay.png files (default: none)",
     )
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _quiet_option(predict, "no progress bar")
+    _fault_options(predict, on_error="skip", out="--overlay")
+    _runtime_options(predict)
     return parser
 
 
@@ -553,7 +634,239 @@ def _check_weights_file(weights: str | None) -> None:
         raise UserError(str(exc)) from exc
 
 
-def _run(args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: Any) -> int:
+# -- bad files, used output folders, progress and device -----------------------------------------
+def _check_out_dir(out: Path | None, overwrite: bool, command: str) -> None:
+    """Refuse an output folder holding another run's outputs, before any work is done."""
+    if out is None or not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    used = [name for name in _RUN_OUTPUTS if (out / name).exists()]
+    if used and not overwrite:
+        # Checkpoint/resume is planned: `train --resume OUT` will be the way to continue one.
+        resume = " (continuing an interrupted training, --resume, is not available yet)"
+        raise UserError(
+            f"{out} already holds another run's outputs ({', '.join(used)}); choose another "
+            f"folder, or pass --overwrite to replace them{resume if command == 'train' else ''}"
+        )
+
+
+def _write_result(
+    result: Any,
+    args: argparse.Namespace,
+    *,
+    save_model: bool,
+    keep_optimizer_state: bool = False,
+    skipped: list[dict[str, str]] | None = None,
+) -> list[Path]:
+    """``result.save`` plus the skipped files, after removing an earlier run's outputs."""
+    from .reporting import write_outputs
+
+    if getattr(args, "overwrite", False):  # --overwrite: no stale file of the last run stays
+        for name in _RUN_OUTPUTS:
+            (args.out / name).unlink(missing_ok=True)
+    return write_outputs(
+        args.out,
+        result.to_dict(),
+        curves=result.curves,
+        history_table=result.history_table,
+        model=result.model if save_model else None,
+        keep_optimizer_state=keep_optimizer_state,
+        skipped=skipped,
+    )
+
+
+def _report_skipped(skipped: Sequence[dict[str, str]], total: int) -> None:
+    """Name every skipped file with its reason on stderr, then count them (even with -q)."""
+    if not skipped:
+        return
+    for entry in skipped:
+        print(f"skipped {entry['file']}: {entry['reason']}", file=sys.stderr)
+    print(
+        f"{len(skipped)} of {total} file(s) skipped (--on-error skip); exit status 1",
+        file=sys.stderr,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file was skipped, without the "Cannot read image PATH:" the listing repeats."""
+    cause = exc.__cause__
+    return str(cause if cause is not None and str(cause) else exc)
+
+
+def _set_runtime(model: Any, device: str | None, batch_size: int | None) -> Any:
+    """The loaded model with ``--device`` / ``--batch-size`` applied (unset: as saved).
+
+    The device changes skorch's way: ``set_params(device=...)``, then a copy through skorch's
+    pickling, which maps every tensor (module, criterion, optimizer) to ``device``.
+    """
+    import copy
+
+    name, classifier = model.steps[-1]
+    params = classifier.get_params(deep=False)
+    for param, value in (("batch_size", batch_size), ("device", device)):
+        if value is not None and param not in params:  # e.g. a model saved from Python
+            raise UserError(
+                f"--{param.replace('_', '-')}: the saved {type(classifier).__name__} has no "
+                f"{param} parameter"
+            )
+    if batch_size is not None:
+        classifier.set_params(batch_size=batch_size)
+    if device is not None and device != classifier.device:
+        classifier.set_params(device=device)
+        model.steps[-1] = (name, copy.deepcopy(classifier))
+    return model
+
+
+class _Scored:
+    """What :func:`_score_files` returns: the probabilities of the images that could be read."""
+
+    def __init__(self) -> None:
+        self.kept: list[int] = []  # indices into the paths given
+        self.image_proba: list[np.ndarray] = []
+        self.tile_proba: list[np.ndarray] = []
+        self.skipped: list[dict[str, str]] = []
+        self.first_error: BaseException | None = None
+
+
+def _score_files(
+    model: Any, paths: Sequence[Any], *, on_error: str, quiet: bool, tiles: bool, desc: str
+) -> _Scored:
+    """Decode, tile and score ``paths`` batch by batch, with a progress bar on stderr.
+
+    Batches of about ``batch_size`` tiles keep memory flat on folders of thousands of images
+    (the tiles of a whole BreakHis magnification do not fit). A file that does not decode or
+    that the tiler refuses (too small for its grid) is raised or, with ``on_error="skip"``,
+    left out with its reason; the others are scored. When none can be read, the run is an
+    error either way.
+    """
+    from sklearn.pipeline import Pipeline
+    from tqdm import tqdm
+
+    from ._images import load_rgb
+    from .exceptions import DataError
+
+    tiler, classifier = model.steps[0][1], model.steps[-1][1]
+    middle = Pipeline(model.steps[1:-1]) if len(model.steps) > 2 else None
+    batch_size = getattr(classifier, "batch_size", 128)  # -1 (skorch: all at once): 64 images
+    per_step = max(1, batch_size // tiler.n_tiles_) if batch_size > 0 else 64
+    scored = _Scored()
+
+    def skip(index: int, exc: BaseException) -> None:
+        if on_error == "raise":
+            raise exc
+        scored.first_error = scored.first_error or exc
+        scored.skipped.append({"file": str(paths[index]), "reason": _reason(exc)})
+
+    def bags_of(images: list[np.ndarray], indices: list[int]) -> tuple[Any, list[int]]:
+        try:
+            return tiler.transform(images), indices
+        except ValueError:  # one image the tiler refuses: find it, keep the others
+            good_images, good = [], []
+            for image, index in zip(images, indices):
+                try:
+                    tiler.transform([image])
+                except ValueError as exc:
+                    skip(index, DataError(f"{paths[index]}: {exc}"))
+                    continue
+                good_images.append(image)
+                good.append(index)
+            return (tiler.transform(good_images) if good_images else None), good
+
+    # A bar on a terminal only (disable=None) and never with -q: logs get no carriage returns.
+    with tqdm(
+        total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=True if quiet else None
+    ) as bar:
+        for start in range(0, len(paths), per_step):
+            images, indices = [], []
+            for index in range(start, min(start + per_step, len(paths))):
+                try:
+                    images.append(load_rgb(paths[index]))
+                except (SkhybridError, OSError) as exc:  # unreadable, missing, refused mode
+                    skip(index, exc)
+                    continue
+                indices.append(index)
+            bags, indices = bags_of(images, indices) if images else (None, [])
+            if bags is not None:
+                if middle is not None:
+                    bags = middle.transform(bags)
+                scored.image_proba.append(classifier.predict_proba(bags))
+                if tiles:
+                    scored.tile_proba.append(classifier.predict_proba_tiles(bags))
+                scored.kept += indices
+            bar.update(min(per_step, len(paths) - start))
+    if not scored.kept:
+        if len(paths) == 1 and scored.first_error is not None:
+            raise scored.first_error  # the one file's own message
+        first = scored.skipped[0] if scored.skipped else {"file": "-", "reason": "-"}
+        raise DataError(
+            f"none of the {len(paths)} images could be read; the first, {first['file']}: "
+            f"{first['reason']}"
+        )
+    return scored
+
+
+def _image_scores(
+    classifier: Any, image_proba: np.ndarray, y: np.ndarray, patients: Any
+) -> tuple[dict[str, Any], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The image report of ``score_images`` from probabilities computed batch by batch."""
+    from .class_roles import roles_of
+    from .metrics import binary_report, patient_score
+    from .workflow import ZERO_DIVISION
+
+    positive = roles_of(classifier).positive_index
+    predicted = np.asarray(classifier.classes_)[image_proba.argmax(axis=1)]
+    score = image_proba[:, positive]
+    reports = {"image": binary_report(y, predicted, score, zero_division=ZERO_DIVISION)}
+    rate = None if patients is None else patient_score(y, predicted, patients)
+    return reports, rate, {"image": (y, score)}
+
+
+def _expand_images(inputs: Sequence[Path], on_error: str) -> tuple[list[Path], list[dict]]:
+    """``predict``'s inputs as files: folders searched recursively, globs expanded."""
+    import glob
+
+    paths: list[Path] = []
+    skipped: list[dict[str, str]] = []
+    missing: list[str] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(
+                p for p in item.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+            )
+            if not found:
+                skipped.append({"file": str(item), "reason": "folder holds no image file"})
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        elif glob.has_magic(str(item)):  # a quoted glob, or one the shell left as it is
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            files = [p for p in found if p.is_file()]
+            if not files:
+                skipped.append({"file": str(item), "reason": "no file matches this pattern"})
+            paths += files
+        else:
+            missing.append(str(item))
+    paths = list(dict.fromkeys(paths))  # a file named twice (a folder and a glob) once
+    if missing and (on_error == "raise" or not paths):
+        raise PathNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+    if not paths:
+        raise PathNotFoundError(
+            f"no image files found in {', '.join(map(str, inputs))} "
+            f"({', '.join('*' + x for x in _IMAGE_SUFFIXES)})"
+        )
+    skipped += [{"file": m, "reason": "file not found"} for m in missing]
+    return paths, skipped
+
+
+def _run(
+    args: argparse.Namespace,
+    X: Any,
+    y: Any,
+    patients: Any,
+    tile_truth: Any,
+    skipped: list[dict[str, str]] | None = None,
+) -> int:
     from .tiling import SubImageTiler
     from .workflow import make_classifier, run_experiment
 
@@ -575,13 +888,22 @@ def _run(args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: An
         verbose=0 if args.quiet else 1,
     )
     _print_result(result)
-    _print_written(result.save(args.out, keep_optimizer_state=args.keep_optimizer_state))
-    return 0
+    written = _write_result(
+        result,
+        args,
+        save_model=True,
+        keep_optimizer_state=args.keep_optimizer_state,
+        skipped=skipped,
+    )
+    _print_written(written)
+    _report_skipped(skipped or [], len(y) + len(skipped or []))
+    return 1 if skipped else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .datasets import make_histology
 
+    _check_out_dir(args.out, args.overwrite, "demo")
     data = make_histology(
         n_images=args.n_images,
         image_size=args.image_size,
@@ -602,16 +924,21 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
     if not args.data_dir.exists():
         raise PathNotFoundError(f"data folder not found: {args.data_dir}")
-    return load_breakhis(
-        args.data_dir,
-        magnification=args.magnification,
-        n_jobs=getattr(args, "n_jobs", None),  # evaluate reads pixels later, in the tiler
-        load_images=load_images,
-        verbose=not args.quiet,
-    )
+    with warnings.catch_warnings():
+        # The command lists the skipped files itself (_report_skipped), once, with reasons.
+        warnings.filterwarnings("ignore", message="Skipping", category=UserWarning)
+        return load_breakhis(
+            args.data_dir,
+            magnification=args.magnification,
+            n_jobs=getattr(args, "n_jobs", None),  # evaluate reads pixels later, batch by batch
+            load_images=load_images,
+            on_error=args.on_error,
+            verbose=not args.quiet,
+        )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    _check_out_dir(args.out, args.overwrite, "train")
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -619,26 +946,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"BreakHis: {len(data.target)} images, {len(np.unique(data.patient))} slides, "
             f"magnification {args.magnification or 'all'}."
         )
-    return _run(args, data.images, names[data.target], data.patient, None)
+    return _run(args, data.images, names[data.target], data.patient, None, data.skip_reasons)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
-    from .workflow import ExperimentResult, score_images
+    from .workflow import ExperimentResult
 
-    model = load_model(args.model, require_tiler=True)
+    _check_out_dir(args.out, args.overwrite, "evaluate")
+    model = _set_runtime(load_model(args.model, require_tiler=True), args.device, args.batch_size)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
     if not args.quiet:
-        # Only the file names are listed here; the saved tiler decodes the images in batches.
+        # Only the file names are listed here; the images are decoded batch by batch below.
         print(
             f"Scoring {args.model} on {len(data.target)} images of "
             f"{len(np.unique(data.patient))} slides under {args.data_dir}, magnification "
             f"{args.magnification or 'all'} ..."
         )
-    reports, rate, curves = score_images(
-        model, list(data.filenames), names[data.target], data.patient
+    scored = _score_files(
+        model, list(data.filenames), on_error=args.on_error, quiet=args.quiet, tiles=False,
+        desc="Scoring",
+    )  # fmt: skip
+    kept = np.asarray(scored.kept)
+    reports, rate, curves = _image_scores(
+        model.steps[-1][1],
+        np.concatenate(scored.image_proba),
+        names[data.target][kept],
+        data.patient[kept],
     )
+    skipped = sorted(list(data.skip_reasons) + scored.skipped, key=lambda e: e["file"])
     result = ExperimentResult(
         protocol="patient",
         reports=reports,
@@ -651,14 +988,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         info={
             "model": str(args.model),
             "data_dir": str(args.data_dir),
-            "n_images": len(data.target),
+            "n_images": len(kept),
+            "n_skipped": len(skipped),
             "magnification": args.magnification,
         },
     )
     _print_result(result)
     if args.out is not None:
-        _print_written(result.save(args.out, save_model=False))
-    return 0
+        _print_written(_write_result(result, args, save_model=False, skipped=skipped))
+    _report_skipped(skipped, len(kept) + len(skipped))
+    return 1 if skipped else 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -666,24 +1005,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .overlay import save_tile_overlay
 
-    model = load_model(args.model, require_tiler=True)
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if missing:
-        raise PathNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+    model = _set_runtime(load_model(args.model, require_tiler=True), args.device, args.batch_size)
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     if not hasattr(classifier, "predict_proba_tiles"):
         raise UserError(
             f"{args.model} holds a {type(classifier).__name__} without tile probabilities"
         )
-    bags = tiler.transform([str(p) for p in args.images])
+    paths, skipped = _expand_images(args.images, args.on_error)
+    if args.overlay is not None and not args.overwrite:
+        used = [p.name for p in paths if (args.overlay / f"{p.stem}_overlay.png").exists()]
+        if used:
+            raise UserError(
+                f"{args.overlay} already holds overlays of an earlier run (of "
+                f"{', '.join(used[:3])}{' ...' if len(used) > 3 else ''}); choose another "
+                "folder, or pass --overwrite to replace them"
+            )
+    scored = _score_files(
+        model, paths, on_error=args.on_error, quiet=args.quiet, tiles=True, desc="Predicting"
+    )
+    skipped += scored.skipped
+    image_proba = np.concatenate(scored.image_proba)
     classes = np.asarray(classifier.classes_)
     positive = roles_of(classifier).positive_index
     positive_name = str(classes[positive])
-    image_proba = classifier.predict_proba(bags)
-    tile_proba = classifier.predict_proba_tiles(bags)[..., positive]
+    tile_proba = np.concatenate(scored.tile_proba)[..., positive]
     rows, cols = tiler.grid
     results = []
-    for path, proba, tiles in zip(args.images, image_proba, tile_proba):
+    for index, proba, tiles in zip(scored.kept, image_proba, tile_proba):
+        path = paths[index]
         grid = tiles.reshape(rows, cols)
         entry = {
             "image": str(path),
@@ -699,18 +1048,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         results.append(entry)
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    for entry, proba in zip(results, image_proba):
-        print(
-            f"{entry['image']}: {entry['label']} "
-            f"(P({positive_name}) = {float(proba[positive]):.3f})"
-        )
-        print(f"  tile P({positive_name}), row by row:")
-        for row in entry["tile_probability_grid"]:
-            print("    " + "  ".join(f"{p:.2f}" for p in row))
-        if "overlay" in entry:
-            print(f"  overlay: {entry['overlay']}")
-    return 0
+    else:
+        for entry, proba in zip(results, image_proba):
+            print(
+                f"{entry['image']}: {entry['label']} "
+                f"(P({positive_name}) = {float(proba[positive]):.3f})"
+            )
+            print(f"  tile P({positive_name}), row by row:")
+            for row in entry["tile_probability_grid"]:
+                print("    " + "  ".join(f"{p:.2f}" for p in row))
+            if "overlay" in entry:
+                print(f"  overlay: {entry['overlay']}")
+    _report_skipped(skipped, len(results) + len(skipped))
+    return 1 if skipped else 0
 
 
 _COMMANDS = {

@@ -82,6 +82,7 @@ def write_outputs(
     history_table: str = "",
     model: Any = None,
     keep_optimizer_state: bool = False,
+    skipped: list[dict[str, str]] | None = None,
 ) -> list[Path]:
     """Write an experiment's output folder; return the paths written, in order.
 
@@ -101,6 +102,9 @@ def write_outputs(
         Written as ``model.joblib`` with :func:`skhybrid.save_model` when given.
     keep_optimizer_state : bool, default=False
         Passed to :func:`skhybrid.save_model`.
+    skipped : list of dict, default=None
+        The input files left out, ``{"file": path, "reason": why}`` each; written as the
+        ``"skipped"`` field of ``report.json`` (an empty list says none was) when given.
 
     Returns
     -------
@@ -108,6 +112,8 @@ def write_outputs(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if skipped is not None:
+        summary = {**summary, "skipped": list(skipped)}
     written = [out / "report.json"]
     written[0].write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     if history_table:

@@ -368,3 +368,22 @@ def test_real_breakhis_sample(breakhis_sample):
     assert {"22549AB", "22549CD"} <= {p.split("-")[-1] for p in data.patient}
     assert len(set(data.patient_number)) < len(set(data.patient))
     assert data.skipped == [] and data.resized == []
+
+
+def test_skip_reasons_say_why_each_file_was_left_out(truncated, badly_named):
+    # Both fixtures share tree_copy: one truncated PNG and one name that does not parse.
+    root, bad_png = truncated
+    _, bad_name = badly_named
+    with pytest.warns(UserWarning):
+        data = load(root, on_error="skip")
+    assert [e["file"] for e in data.skip_reasons] == data.skipped
+    reasons = {Path(e["file"]).name: e["reason"] for e in data.skip_reasons}
+    assert set(reasons) == {bad_png.name, bad_name.name}
+    # The reason alone, without the path the "file" field already holds.
+    assert reasons[bad_name.name].startswith("is not a BreakHis file name")
+    assert "truncated" in reasons[bad_png.name] and "Cannot read" not in reasons[bad_png.name]
+
+
+def test_a_clean_folder_has_no_skip_reasons(tree):
+    data = load(tree[0])
+    assert data.skipped == [] and data.skip_reasons == []

@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
-from .._images import UnreadableImageError
+from .._images import UnreadableImageError, to_rgb_image
 from ..exceptions import DataError, PathNotFoundError, UserError
 
 __all__ = ["BREAKHIS_SUBTYPES", "load_breakhis", "parse_breakhis_filename"]
@@ -42,6 +42,14 @@ _NAME = re.compile(
     r"-(?P<magnification>\d+)-(?P<sequence>\d+)\.png$",
     re.IGNORECASE,
 )
+
+
+class _BadName(DataError):
+    """A file name that is not BreakHis'; ``reason`` says why without repeating the path."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, *, joiner: str = ": ") -> None:
+        super().__init__(f"{os.fspath(path)!r}{joiner}{reason}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -78,26 +86,25 @@ def parse_breakhis_filename(path: str | os.PathLike) -> BreakHisName:
     name = Path(path).name
     match = _NAME.match(name)
     if match is None:
-        raise DataError(
-            f"{os.fspath(path)!r} is not a BreakHis file name "
+        raise _BadName(
+            path,
+            "is not a BreakHis file name "
             "(expected SOB_<B|M>_<subtype>-<year>-<slide>-<magnification>-<seq>.png, "
-            "e.g. SOB_B_A-14-22549AB-40-001.png)."
+            "e.g. SOB_B_A-14-22549AB-40-001.png).",
+            joiner=" ",
         )
     tumour_class, code = match["tumour_class"].upper(), match["code"].upper()
     if code not in BREAKHIS_SUBTYPES:
-        raise DataError(
-            f"{os.fspath(path)!r}: unknown subtype code {code!r}; "
-            f"expected one of {sorted(BREAKHIS_SUBTYPES)}."
+        raise _BadName(
+            path, f"unknown subtype code {code!r}; expected one of {sorted(BREAKHIS_SUBTYPES)}."
         )
     if (tumour_class == "B") != (code in _BENIGN_CODES):
-        raise DataError(
-            f"{os.fspath(path)!r}: class letter {tumour_class!r} contradicts subtype {code!r}."
-        )
+        raise _BadName(path, f"class letter {tumour_class!r} contradicts subtype {code!r}.")
     magnification = f"{int(match['magnification'])}X"
     if magnification not in _MAGNIFICATIONS:
-        raise DataError(
-            f"{os.fspath(path)!r}: unknown magnification {magnification!r}; "
-            f"expected one of {list(_MAGNIFICATIONS)}."
+        raise _BadName(
+            path,
+            f"unknown magnification {magnification!r}; expected one of {list(_MAGNIFICATIONS)}.",
         )
     slide = match["slide"].upper()
     return BreakHisName(
@@ -142,19 +149,26 @@ def _find_pngs(root: Path) -> list[Path]:
 
 def _parse_all(
     paths: list[Path], on_error: str
-) -> tuple[list[Path], list[BreakHisName], list[str]]:
-    kept, names, skipped = [], [], []
+) -> tuple[list[Path], list[BreakHisName], dict[str, str]]:
+    """The paths whose names parse, their names, and ``{path: reason}`` of the others."""
+    kept, names, skipped = [], [], {}
     for path in paths:
         try:
             names.append(parse_breakhis_filename(path))
-        except ValueError as error:
+        except _BadName as error:
             if on_error == "raise":
                 raise
             warnings.warn(f"Skipping {path}: {error}", UserWarning, stacklevel=3)
-            skipped.append(str(path))
+            skipped[str(path)] = error.reason
             continue
         kept.append(path)
     return kept, names, skipped
+
+
+def _reason(error: BaseException) -> str:
+    """Why a file could not be read, without the "Cannot read image PATH:" wrapper."""
+    cause = error.__cause__ if isinstance(error, UnreadableImageError) else None
+    return str(cause or error) or type(error).__name__
 
 
 def _read_image(
@@ -163,7 +177,7 @@ def _read_image(
     """Decode one image to ``image_size`` RGB; returns it and whether it was resized."""
     with Image.open(path) as image:
         image.load()  # decode now, so truncated files fail here and not later
-        rgb = image.convert("RGB")
+        rgb = to_rgb_image(image, str(path))  # the one conversion rule (alpha, 16-bit ...)
     height, width = image_size
     if rgb.size == (width, height):
         return np.asarray(rgb), False
@@ -194,10 +208,11 @@ def _load_pixels(
     on_error: str,
     n_jobs: int | None,
     verbose: bool,
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, str], list[str]]:
     """Decode all images into one preallocated array.
 
-    Returns the images, a mask of the paths that loaded, and the skipped and resized paths.
+    Returns the images, a mask of the paths that loaded, ``{path: reason}`` of the skipped
+    ones and the resized paths.
     """
     # Preallocated and filled in place: stacking a list would need twice the memory,
     # and the whole of BreakHis is ~7.6 GB of pixels.
@@ -206,11 +221,15 @@ def _load_pixels(
     def load(i: int) -> tuple[int, str | None, bool]:
         try:
             images[i], resized = _read_image(paths[i], image_size, on_size_mismatch)
+        except UnreadableImageError as error:  # a mode to_rgb_image refuses (float ...)
+            if on_error == "raise":
+                raise
+            return i, _reason(error), False
         except (OSError, SyntaxError, Image.DecompressionBombError) as error:
             if on_error == "raise":
                 # Also a ValueError: the command line reports it as a one-line error.
                 raise UnreadableImageError(f"Cannot read image {paths[i]}: {error}") from error
-            return i, f"{error}", False
+            return i, _reason(error), False
         return i, None, resized
 
     # Threads: Pillow releases the GIL while decoding, and threads can write into `images`.
@@ -218,17 +237,17 @@ def _load_pixels(
         delayed(load)(i) for i in range(len(paths))
     )
     loaded = np.ones(len(paths), dtype=bool)
-    skipped, resized = [], []
+    skipped, resized = {}, []
     for i, error, was_resized in tqdm(
         tasks, total=len(paths), desc="Loading BreakHis", unit="img", disable=not verbose
     ):
         if error is not None:
             warnings.warn(f"Skipping unreadable image {paths[i]}: {error}", stacklevel=3)
             loaded[i] = False
-            skipped.append(str(paths[i]))
+            skipped[str(paths[i])] = error
         elif was_resized:
             resized.append(str(paths[i]))
-    return images, loaded, sorted(skipped), sorted(resized)
+    return images, loaded, skipped, sorted(resized)
 
 
 def _compact(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -323,7 +342,10 @@ def load_breakhis(
         filenames : ndarray of str
             Absolute paths.
         skipped : list of str
-            Paths skipped under ``on_error="skip"``.
+            Paths skipped under ``on_error="skip"``, sorted.
+        skip_reasons : list of dict
+            ``{"file": path, "reason": why}`` for each path of ``skipped``, in the same order
+            (the name does not parse, the file is truncated, empty, not an image ...).
         resized : list of str
             Paths resized under ``on_size_mismatch="resize"``.
         DESCR : str
@@ -389,7 +411,7 @@ def load_breakhis(
             images = _compact(images, loaded)
             paths = [p for p, ok in zip(paths, loaded) if ok]
             names = [n for n, ok in zip(names, loaded) if ok]
-            skipped = sorted(skipped + unreadable)
+            skipped = {**skipped, **unreadable}
             _check_found(paths, root, magnifications)
     return _bunch(images, paths, names, target, skipped, resized)
 
@@ -423,7 +445,7 @@ def _bunch(
     paths: list[Path],
     names: list[BreakHisName],
     target: str,
-    skipped: list[str],
+    skipped: dict[str, str],
     resized: list[str],
 ) -> Bunch:
     subtype = np.array([n.subtype for n in names])
@@ -443,7 +465,8 @@ def _bunch(
         patient=np.array([n.patient for n in names]),
         patient_number=np.array([n.patient_number for n in names]),
         filenames=np.array([str(p) for p in paths]),
-        skipped=skipped,
+        skipped=sorted(skipped),
+        skip_reasons=[{"file": f, "reason": skipped[f]} for f in sorted(skipped)],
         resized=resized,
     )
     data.DESCR = _describe(data, names)
