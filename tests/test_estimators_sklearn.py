@@ -357,3 +357,17 @@ def test_feature_extractor_shapes_and_a_logistic_baseline(data):
     np.testing.assert_allclose(
         restored.predict_proba(data.images), baseline.predict_proba(data.images), rtol=1e-6
     )
+
+
+def test_set_params_device_is_kept_even_when_auto_resolves_to_it():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    clf = CNNClassifier("resnet18", weights=None, max_epochs=1, valid_size=None, verbose=0)
+    clf.fit(X, [0, 1] * 4)
+    assert clf.get_params()["device"] == "auto"
+    clf.set_params(device=clf.device_)  # what "auto" resolved to, asked for explicitly
+    assert clf.get_params()["device"] == clf.device_
+    clf.set_params(device="auto", lr=0.01)
+    assert clf.get_params()["device"] == "auto"
+    clf.set_params(lr=0.02)
+    assert clf.get_params()["device"] == "auto"

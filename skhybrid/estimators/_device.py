@@ -49,7 +49,16 @@ class AutoDeviceMixin:
         if not self.initialized_:
             return super().set_params(**params)  # type: ignore[misc]
         with self._concrete_device():  # may re-initialise the module on the device
-            return super().set_params(**params)  # type: ignore[misc]
+            out = super().set_params(**params)  # type: ignore[misc]
+            if "device" in params:
+                # An explicit device wins, even when it equals what "auto" resolved to: the
+                # block must not turn it back into "auto" on the way out.
+                self.__dict__["_explicit_device"] = params["device"]
+        explicit = self.__dict__.pop("_explicit_device", None)
+        if explicit is not None:
+            self.__dict__["device"] = explicit
+            self.device_ = resolve_device(explicit)
+        return out
 
     def load_params(self, *args: Any, **kwargs: Any) -> None:
         with self._concrete_device():
