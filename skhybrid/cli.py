@@ -343,6 +343,48 @@ def _protocol_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cross_validation_options(parser: argparse.ArgumentParser) -> None:
+    """``--cv``, ``--repeats``, ``--baseline``, ``--resamples`` (train): repeated patient-wise CV."""
+    import inspect
+
+    from .workflow import run_cross_validation
+
+    defaults = {n: p.default for n, p in inspect.signature(run_cross_validation).parameters.items()}
+    group = parser.add_argument_group(
+        "cross-validation",
+        "instead of one split: repeated patient-wise K-fold cross-validation of the whole "
+        "method (self-learning on each fold's training images only), metrics with "
+        "patient-bootstrap intervals; the final model is then fitted on all images",
+    )
+    group.add_argument(
+        "--cv",
+        type=_int_at_least(2),
+        metavar="K",
+        default=None,
+        help="K patient-wise folds (default: one --test-size split, the quick check)",
+    )
+    group.add_argument(
+        "--repeats",
+        type=_int_at_least(1),
+        metavar="R",
+        default=defaults["n_repeats"],
+        help="repeats of the K folds, each shuffled anew (with --cv)",
+    )
+    group.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the colour/texture baseline (make_baseline) on the same folds and "
+        "report the paired difference model - baseline (with --cv)",
+    )
+    group.add_argument(
+        "--resamples",
+        type=_int_at_least(1),
+        metavar="N",
+        default=defaults["n_resamples"],
+        help="patient-bootstrap resamples of the intervals (with --cv)",
+    )
+
+
 def _magnification_option(parser: argparse.ArgumentParser) -> None:
     from .datasets._breakhis import _MAGNIFICATIONS
 
@@ -455,6 +497,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _model_options(train, demo=False)
     _protocol_options(train)
+    _cross_validation_options(train)
     _quiet_option(train, "no progress bar, messages or epoch table")
 
     evaluate = add(
@@ -476,7 +519,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="folder for report.json and plots (default: write nothing)",
+        help="folder for report.json, predictions.csv, patients.csv and plots "
+        "(default: write nothing)",
     )
     _quiet_option(evaluate, "print only the report (no line saying what is being scored)")
 
@@ -553,7 +597,16 @@ def _check_weights_file(weights: str | None) -> None:
         raise UserError(str(exc)) from exc
 
 
-def _run(args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: Any) -> int:
+def _run(
+    args: argparse.Namespace,
+    X: Any,
+    y: Any,
+    patients: Any,
+    tile_truth: Any,
+    *,
+    image_info: Any = None,
+    provenance: dict[str, Any] | None = None,
+) -> int:
     from .tiling import SubImageTiler
     from .workflow import make_classifier, run_experiment
 
@@ -573,10 +626,111 @@ def _run(args: argparse.Namespace, X: Any, y: Any, patients: Any, tile_truth: An
         test_size=args.test_size,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
+        image_info=image_info,
     )
     _print_result(result)
-    _print_written(result.save(args.out, keep_optimizer_state=args.keep_optimizer_state))
+    provenance = _run_provenance(provenance or _start(), result.info, protocol=args.split)
+    provenance["command"] = _command_line(args)
+    written = result.save(
+        args.out, keep_optimizer_state=args.keep_optimizer_state, provenance=provenance
+    )
+    _print_written(written)
     return 0
+
+
+# -- cross-validation and provenance (train --cv; every report.json) ---------------------------
+def _start() -> dict[str, Any]:
+    """The start of a command: its UTC time for the report, a clock for its duration."""
+    import time
+
+    from .reporting import utc_now
+
+    return {"started_utc": utc_now(), "_clock": time.perf_counter()}
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    return getattr(args, "command_line", None) or list(sys.argv)
+
+
+def _data_provenance(args: argparse.Namespace, data: Any, started: dict[str, Any]) -> dict:
+    """Where the images came from, and how long reading them took."""
+    import time
+
+    return {
+        **started,
+        "data": {
+            "root": str(Path(args.data_dir).resolve()),
+            "magnification": args.magnification,
+            "n_images": len(data.target),
+            "n_patients": len(np.unique(data.patient)),
+        },
+        "load_seconds": round(time.perf_counter() - started["_clock"], 1),
+    }
+
+
+def _run_provenance(provenance: dict[str, Any], info: dict[str, Any], **split: Any) -> dict:
+    """Complete a command's provenance from what the run measured (``result.info``)."""
+    import time
+
+    provenance = dict(provenance)
+    clock = provenance.pop("_clock")
+    data = {**provenance.get("data", {})}
+    for key in ("n_images", "n_patients", "n_tiles", "n_tiles_per_image"):
+        if key in info:
+            data[key] = info[key]
+    keys = ("n_splits", "n_repeats", "test_size", "random_state", "n_train", "n_test")
+    provenance["data"] = data
+    provenance["split"] = {**split, **{k: info[k] for k in keys if k in info}}
+    # What the fitted model used, never the "auto" asked for.
+    provenance["runtime"] = {"device": info.get("device"), "precision": info.get("precision")}
+    provenance["seconds"] = round(time.perf_counter() - clock, 1)
+    return provenance
+
+
+def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
+    from .tiling import SubImageTiler
+    from .workflow import make_baseline, make_classifier, run_cross_validation
+
+    if args.split != "patient":
+        raise UserError(
+            f"--cv folds are patient-wise; it cannot be combined with --split {args.split}."
+        )
+    _check_weights_file(args.weights)
+    names = np.asarray(data.target_names)
+    result = run_cross_validation(
+        data.images,
+        names[data.target],
+        data.patient,
+        classifier=make_classifier(args.model, **_classifier_params(args)),
+        tiler=SubImageTiler(grid=(3, 3), tile_size=args.tile_size),
+        n_splits=args.cv,
+        n_repeats=args.repeats,
+        self_learning_rounds=args.self_learning_rounds,
+        relabel_with=args.relabel_with,
+        aggregation=args.aggregation,
+        baseline=make_baseline(args.seed) if args.baseline else None,
+        n_resamples=args.resamples,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        image_info=_image_info(data),
+    )
+    print(
+        f"\nPatient-wise cross-validation, {args.repeats} x {args.cv} folds: metric on the "
+        "pooled out-of-fold predictions [95 % patient-bootstrap interval]\n"
+    )
+    print(result.format())
+    provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
+    provenance["command"] = _command_line(args)
+    written = result.save(
+        args.out, keep_optimizer_state=args.keep_optimizer_state, provenance=provenance
+    )
+    _print_written(written)
+    return 0
+
+
+def _image_info(data: Any) -> dict[str, Any]:
+    """The columns of predictions.csv that say which BreakHis file a row is."""
+    return {"file": np.asarray(data.filenames), "magnification": np.asarray(data.magnification)}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -612,6 +766,7 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    started = _start()
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -619,13 +774,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"BreakHis: {len(data.target)} images, {len(np.unique(data.patient))} slides, "
             f"magnification {args.magnification or 'all'}."
         )
-    return _run(args, data.images, names[data.target], data.patient, None)
+    provenance = _data_provenance(args, data, started)
+    if args.cv is not None:
+        return _run_cv(args, data, provenance)
+    return _run(
+        args,
+        data.images,
+        names[data.target],
+        data.patient,
+        None,
+        image_info=_image_info(data),
+        provenance=provenance,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
-    from .workflow import ExperimentResult, score_images
+    from .workflow import ExperimentResult, _runtime, score_images
 
+    started = _start()
     model = load_model(args.model, require_tiler=True)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
@@ -636,8 +803,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{len(np.unique(data.patient))} slides under {args.data_dir}, magnification "
             f"{args.magnification or 'all'} ..."
         )
-    reports, rate, curves = score_images(
-        model, list(data.filenames), names[data.target], data.patient
+    reports, rate, curves, predictions = score_images(
+        model,
+        list(data.filenames),
+        names[data.target],
+        data.patient,
+        return_predictions=True,
+        image_info=_image_info(data),
     )
     result = ExperimentResult(
         protocol="patient",
@@ -653,11 +825,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "data_dir": str(args.data_dir),
             "n_images": len(data.target),
             "magnification": args.magnification,
+            "n_patients": len(np.unique(data.patient)),
+            "n_tiles": len(data.target) * int(np.prod(model.steps[0][1].grid)),
+            **_runtime(model.steps[-1][1]),
         },
+        predictions=predictions,
     )
     _print_result(result)
     if args.out is not None:
-        _print_written(result.save(args.out, save_model=False))
+        provenance = _run_provenance(
+            _data_provenance(args, data, started), result.info, protocol="none (all images)"
+        )
+        provenance["model"] = str(Path(args.model).resolve())
+        provenance["command"] = _command_line(args)
+        _print_written(result.save(args.out, save_model=False, provenance=provenance))
     return 0
 
 
@@ -729,6 +910,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # The command line for report.json: what the user typed, or what a caller passed.
+    args.command_line = list(sys.argv) if argv is None else ["skhybrid", *argv]
     prefix = f"skhybrid {args.command}:"
     with _plain_output():
         try:

@@ -197,6 +197,7 @@ class ExperimentResult:
         *,
         save_model: bool = True,
         keep_optimizer_state: bool = False,
+        provenance: Mapping[str, Any] | None = None,
     ) -> list[Path]:
         """Write ``report.json``, ``predictions.csv``, ``patients.csv``, the history table, ROC /
         precision-recall PNGs and ``model.joblib``.
@@ -205,11 +206,13 @@ class ExperimentResult:
         (:func:`skhybrid.reporting.write_outputs`). The model is written for prediction, without the optimizer's state (a third of the
         size), unless ``keep_optimizer_state`` (see :func:`skhybrid.save_model`). Plots need
         matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
-        warning and the rest is still written.
+        warning and the rest is still written. ``provenance`` entries (the data folder, the
+        command's start time, ...) join the versions and the command line that every
+        ``report.json`` records.
         """
         return write_outputs(
             out_dir,
-            self.to_dict(),
+            {**self.to_dict(), "provenance": dict(provenance or {})},
             curves=self.curves,
             history_table=self.history_table,
             model=self.model if save_model else None,
@@ -223,8 +226,15 @@ def _positive_column(estimator: Any) -> int:
 
 
 def score_images(
-    model: Any, X: Any, y: Any, patients: Any = None, *, tile_truth: Any = None
-) -> tuple[dict[str, BinaryReport], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    model: Any,
+    X: Any,
+    y: Any,
+    patients: Any = None,
+    *,
+    tile_truth: Any = None,
+    return_predictions: bool = False,
+    image_info: Mapping[str, Any] | None = None,
+) -> tuple:
     """Score a fitted tiler + classifier Pipeline on whole images.
 
     Parameters
@@ -239,16 +249,33 @@ def score_images(
         Patient ids, for the patient recognition rate.
     tile_truth : array-like of shape (n, T), optional
         Ground-truth tile labels, for a tile-level report.
+    return_predictions : bool, default=False
+        Also return one row per image (:func:`skhybrid.reporting.prediction_rows`), for
+        ``predictions.csv``.
+    image_info : mapping of str to array-like, optional
+        Per-image columns of those rows (``file``, ``magnification``, ...).
 
     Returns
     -------
     reports, patient_rate, curves
+        And ``predictions`` (list of dict) with ``return_predictions=True``.
     """
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     bags = tiler.transform(X)
     if len(model.steps) > 2:
         bags = Pipeline(model.steps[1:-1]).transform(bags)
-    return _score_bags(classifier, bags, np.asarray(y), patients, tile_truth)
+    y = np.asarray(y)
+    *scores, (image_proba, tile_proba) = _score_bags_full(classifier, bags, y, patients, tile_truth)
+    if not return_predictions:
+        return tuple(scores)
+    rows = prediction_rows(
+        classifier.classes_,
+        y,
+        image_proba,
+        tile_proba=tile_proba,
+        columns=image_columns(len(y), patients, image_info),
+    )
+    return (*scores, rows)
 
 
 def image_columns(
@@ -758,11 +785,15 @@ class CrossValidationResult:
         *,
         save_model: bool = True,
         keep_optimizer_state: bool = False,
+        provenance: Mapping[str, Any] | None = None,
     ) -> list[Path]:
-        """Write the output folder with :func:`skhybrid.reporting.write_outputs`."""
+        """Write the output folder with :func:`skhybrid.reporting.write_outputs`.
+
+        As :meth:`ExperimentResult.save`; ``predictions.csv`` holds the out-of-fold predictions.
+        """
         return write_outputs(
             out_dir,
-            self.to_dict(),
+            {**self.to_dict(), "provenance": dict(provenance or {})},
             curves=self.curves,
             history_table=self.history_table,
             model=self.model if save_model else None,
