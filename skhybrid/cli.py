@@ -629,8 +629,7 @@ def _run(
         image_info=image_info,
     )
     _print_result(result)
-    provenance = _run_provenance(provenance or _start(), result.info, protocol=args.split)
-    provenance["command"] = _command_line(args)
+    provenance = _run_provenance(provenance or _start(args), result.info, protocol=args.split)
     written = result.save(
         args.out, keep_optimizer_state=args.keep_optimizer_state, provenance=provenance
     )
@@ -639,17 +638,14 @@ def _run(
 
 
 # -- cross-validation and provenance (train --cv; every report.json) ---------------------------
-def _start() -> dict[str, Any]:
-    """The start of a command: its UTC time for the report, a clock for its duration."""
+def _start(args: argparse.Namespace) -> dict[str, Any]:
+    """The start of a command: its command line and UTC time, a clock for its duration."""
     import time
 
     from .reporting import utc_now
 
-    return {"started_utc": utc_now(), "_clock": time.perf_counter()}
-
-
-def _command_line(args: argparse.Namespace) -> list[str]:
-    return getattr(args, "command_line", None) or list(sys.argv)
+    command = getattr(args, "command_line", None) or list(sys.argv)
+    return {"command": command, "started_utc": utc_now(), "_clock": time.perf_counter()}
 
 
 def _data_provenance(args: argparse.Namespace, data: Any, started: dict[str, Any]) -> dict:
@@ -720,7 +716,6 @@ def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> 
     )
     print(result.format())
     provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
-    provenance["command"] = _command_line(args)
     written = result.save(
         args.out, keep_optimizer_state=args.keep_optimizer_state, provenance=provenance
     )
@@ -766,7 +761,7 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    started = _start()
+    started = _start(args)
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -792,7 +787,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .workflow import ExperimentResult, _runtime, score_images
 
-    started = _start()
+    started = _start(args)
     model = load_model(args.model, require_tiler=True)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
@@ -837,7 +832,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             _data_provenance(args, data, started), result.info, protocol="none (all images)"
         )
         provenance["model"] = str(Path(args.model).resolve())
-        provenance["command"] = _command_line(args)
         _print_written(result.save(args.out, save_model=False, provenance=provenance))
     return 0
 
