@@ -273,12 +273,12 @@ def score_images(
         y,
         image_proba,
         tile_proba=tile_proba,
-        columns=image_columns(len(y), patients, image_info),
+        columns=_image_columns(len(y), patients, image_info),
     )
     return (*scores, rows)
 
 
-def image_columns(
+def _image_columns(
     n_images: int, patients: Any = None, image_info: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """The identifying columns of ``predictions.csv``: image index, ``image_info``, patient.
@@ -584,7 +584,7 @@ def run_experiment(
     predictions = []
     if outcome.test_proba is not None:
         test = outcome.test_index
-        columns = image_columns(n_images, patients, image_info)
+        columns = _image_columns(n_images, patients, image_info)
         predictions = prediction_rows(
             classifier.classes_,
             y[test],
@@ -940,7 +940,7 @@ def run_cross_validation(
         random_state=random_state,
         verbose=0,
     )
-    columns = image_columns(n_images, patients, image_info)
+    columns = _image_columns(n_images, patients, image_info)
     predictions = []
     for (train, test), fold_info in zip(splits, cv.folds):
         key = (_index_key(train), _index_key(test))
