@@ -687,10 +687,6 @@ def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> 
     from .tiling import SubImageTiler
     from .workflow import make_baseline, make_classifier, run_cross_validation
 
-    if args.split != "patient":
-        raise UserError(
-            f"--cv folds are patient-wise; it cannot be combined with --split {args.split}."
-        )
     _check_weights_file(args.weights)
     names = np.asarray(data.target_names)
     result = run_cross_validation(
@@ -762,6 +758,10 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     started = _start(args)
+    if args.cv is not None and args.split != "patient":  # said before the images are read
+        raise UserError(
+            f"--cv folds are patient-wise; it cannot be combined with --split {args.split}."
+        )
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -785,7 +785,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
-    from .workflow import ExperimentResult, _runtime, score_images
+    from .workflow import ExperimentResult, score_images
 
     started = _start(args)
     model = load_model(args.model, require_tiler=True)
@@ -822,7 +822,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "magnification": args.magnification,
             "n_patients": len(np.unique(data.patient)),
             "n_tiles": len(data.target) * int(np.prod(model.steps[0][1].grid)),
-            **_runtime(model.steps[-1][1]),
+            # What the loaded model runs on here (its device_), not what it was asked for.
+            "device": getattr(model.steps[-1][1], "device_", None),
+            "precision": getattr(model.steps[-1][1], "precision_", None),
         },
         predictions=predictions,
     )
