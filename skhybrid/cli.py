@@ -344,6 +344,48 @@ def _protocol_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cross_validation_options(parser: argparse.ArgumentParser) -> None:
+    """``--cv``, ``--repeats``, ``--baseline``, ``--resamples`` (train): repeated patient-wise CV."""
+    import inspect
+
+    from .workflow import run_cross_validation
+
+    defaults = {n: p.default for n, p in inspect.signature(run_cross_validation).parameters.items()}
+    group = parser.add_argument_group(
+        "cross-validation",
+        "instead of one split: repeated patient-wise K-fold cross-validation of the whole "
+        "method (self-learning on each fold's training images only), metrics with "
+        "patient-bootstrap intervals; the final model is then fitted on all images",
+    )
+    group.add_argument(
+        "--cv",
+        type=_int_at_least(2),
+        metavar="K",
+        default=None,
+        help="K patient-wise folds (default: one --test-size split, the quick check)",
+    )
+    group.add_argument(
+        "--repeats",
+        type=_int_at_least(1),
+        metavar="R",
+        default=defaults["n_repeats"],
+        help="repeats of the K folds, each shuffled anew (with --cv)",
+    )
+    group.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the colour/texture baseline (make_baseline) on the same folds and "
+        "report the paired difference model - baseline (with --cv)",
+    )
+    group.add_argument(
+        "--resamples",
+        type=_int_at_least(1),
+        metavar="N",
+        default=defaults["n_resamples"],
+        help="patient-bootstrap resamples of the intervals (with --cv)",
+    )
+
+
 def _magnification_option(parser: argparse.ArgumentParser) -> None:
     from .datasets._breakhis import _MAGNIFICATIONS
 
@@ -365,6 +407,7 @@ _RUN_OUTPUTS = (
     "report.json",
     "model.joblib",
     "predictions.csv",
+    "patients.csv",
     "self_learning_history.md",
     "roc_curve.png",
     "pr_curve.png",
@@ -522,6 +565,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _model_options(train, demo=False)
     _protocol_options(train)
+    _cross_validation_options(train)
     _quiet_option(train, "no progress bar, messages or epoch table")
     _fault_options(train, on_error="raise", out="--out")
 
@@ -544,7 +588,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="folder for report.json and plots (default: write nothing)",
+        help="folder for report.json, predictions.csv, patients.csv and plots "
+        "(default: write nothing)",
     )
     _quiet_option(
         evaluate, "print only the report (no progress bar, no line saying what is being scored)"
@@ -658,20 +703,17 @@ def _write_result(
     save_model: bool,
     keep_optimizer_state: bool = False,
     skipped: list[dict[str, str]] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """``result.save`` plus the skipped files, after removing an earlier run's outputs."""
-    from .reporting import write_outputs
-
+    """``result.save`` (the one writer), after removing an earlier run's outputs."""
     if getattr(args, "overwrite", False):  # --overwrite: no stale file of the last run stays
         for name in _RUN_OUTPUTS:
             (args.out / name).unlink(missing_ok=True)
-    return write_outputs(
+    return result.save(
         args.out,
-        result.to_dict(),
-        curves=result.curves,
-        history_table=result.history_table,
-        model=result.model if save_model else None,
+        save_model=save_model,
         keep_optimizer_state=keep_optimizer_state,
+        provenance=provenance,
         skipped=skipped,
     )
 
@@ -866,6 +908,9 @@ def _run(
     patients: Any,
     tile_truth: Any,
     skipped: list[dict[str, str]] | None = None,
+    *,
+    image_info: Any = None,
+    provenance: dict[str, Any] | None = None,
 ) -> int:
     from .tiling import SubImageTiler
     from .workflow import make_classifier, run_experiment
@@ -886,18 +931,115 @@ def _run(
         test_size=args.test_size,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
+        image_info=image_info,
     )
     _print_result(result)
+    provenance = _run_provenance(provenance or _start(args), result.info, protocol=args.split)
     written = _write_result(
         result,
         args,
         save_model=True,
         keep_optimizer_state=args.keep_optimizer_state,
         skipped=skipped,
+        provenance=provenance,
     )
     _print_written(written)
     _report_skipped(skipped or [], len(y) + len(skipped or []))
     return 1 if skipped else 0
+
+
+# -- cross-validation and provenance (train --cv; every report.json) ---------------------------
+def _start(args: argparse.Namespace) -> dict[str, Any]:
+    """The start of a command: its command line and UTC time, a clock for its duration."""
+    import time
+
+    from .reporting import utc_now
+
+    command = getattr(args, "command_line", None) or list(sys.argv)
+    return {"command": command, "started_utc": utc_now(), "_clock": time.perf_counter()}
+
+
+def _data_provenance(args: argparse.Namespace, data: Any, started: dict[str, Any]) -> dict:
+    """Where the images came from, and how long reading them took."""
+    import time
+
+    return {
+        **started,
+        "data": {
+            "root": str(Path(args.data_dir).resolve()),
+            "magnification": args.magnification,
+            "n_images": len(data.target),
+            "n_patients": len(np.unique(data.patient)),
+        },
+        "load_seconds": round(time.perf_counter() - started["_clock"], 1),
+    }
+
+
+def _run_provenance(provenance: dict[str, Any], info: dict[str, Any], **split: Any) -> dict:
+    """Complete a command's provenance from what the run measured (``result.info``)."""
+    import time
+
+    provenance = dict(provenance)
+    clock = provenance.pop("_clock")
+    data = {**provenance.get("data", {})}
+    for key in ("n_images", "n_patients", "n_tiles", "n_tiles_per_image"):
+        if key in info:
+            data[key] = info[key]
+    keys = ("n_splits", "n_repeats", "test_size", "random_state", "n_train", "n_test")
+    provenance["data"] = data
+    provenance["split"] = {**split, **{k: info[k] for k in keys if k in info}}
+    # What the fitted model used, never the "auto" asked for.
+    provenance["runtime"] = {"device": info.get("device"), "precision": info.get("precision")}
+    provenance["seconds"] = round(time.perf_counter() - clock, 1)
+    return provenance
+
+
+def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
+    from .tiling import SubImageTiler
+    from .workflow import make_baseline, make_classifier, run_cross_validation
+
+    _check_weights_file(args.weights)
+    names = np.asarray(data.target_names)
+    result = run_cross_validation(
+        data.images,
+        names[data.target],
+        data.patient,
+        classifier=make_classifier(args.model, **_classifier_params(args)),
+        tiler=SubImageTiler(grid=(3, 3), tile_size=args.tile_size),
+        n_splits=args.cv,
+        n_repeats=args.repeats,
+        self_learning_rounds=args.self_learning_rounds,
+        relabel_with=args.relabel_with,
+        aggregation=args.aggregation,
+        baseline=make_baseline(args.seed) if args.baseline else None,
+        n_resamples=args.resamples,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        image_info=_image_info(data),
+    )
+    print(
+        f"\nPatient-wise cross-validation, {args.repeats} x {args.cv} folds: metric on the "
+        "pooled out-of-fold predictions [95 % patient-bootstrap interval]\n"
+    )
+    print(result.format())
+    provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
+    skipped = list(data.skip_reasons)
+    written = _write_result(
+        result,
+        args,
+        save_model=True,
+        keep_optimizer_state=args.keep_optimizer_state,
+        skipped=skipped,
+        provenance=provenance,
+    )
+    _print_written(written)
+    _report_skipped(skipped, len(data.target) + len(skipped))
+    return 1 if skipped else 0
+
+
+def _image_info(data: Any) -> dict[str, Any]:
+    """The columns of predictions.csv that say which BreakHis file a row is."""
+    return {"file": np.asarray(data.filenames), "magnification": np.asarray(data.magnification)}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -939,6 +1081,11 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     _check_out_dir(args.out, args.overwrite, "train")
+    started = _start(args)
+    if args.cv is not None and args.split != "patient":  # said before the images are read
+        raise UserError(
+            f"--cv folds are patient-wise; it cannot be combined with --split {args.split}."
+        )
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -946,14 +1093,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"BreakHis: {len(data.target)} images, {len(np.unique(data.patient))} slides, "
             f"magnification {args.magnification or 'all'}."
         )
-    return _run(args, data.images, names[data.target], data.patient, None, data.skip_reasons)
+    provenance = _data_provenance(args, data, started)
+    if args.cv is not None:
+        return _run_cv(args, data, provenance)
+    return _run(
+        args,
+        data.images,
+        names[data.target],
+        data.patient,
+        None,
+        data.skip_reasons,
+        image_info=_image_info(data),
+        provenance=provenance,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
-    from .workflow import ExperimentResult
+    from .reporting import prediction_rows
+    from .workflow import ExperimentResult, _image_columns
 
     _check_out_dir(args.out, args.overwrite, "evaluate")
+    started = _start(args)
     model = _set_runtime(load_model(args.model, require_tiler=True), args.device, args.batch_size)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
@@ -965,17 +1126,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.magnification or 'all'} ..."
         )
     scored = _score_files(
-        model, list(data.filenames), on_error=args.on_error, quiet=args.quiet, tiles=False,
+        model, list(data.filenames), on_error=args.on_error, quiet=args.quiet, tiles=True,
         desc="Scoring",
     )  # fmt: skip
     kept = np.asarray(scored.kept)
+    image_proba = np.concatenate(scored.image_proba)
+    y_kept, patients_kept = names[data.target][kept], data.patient[kept]
     reports, rate, curves = _image_scores(
         model.steps[-1][1],
-        np.concatenate(scored.image_proba),
-        names[data.target][kept],
-        data.patient[kept],
+        image_proba,
+        y_kept,
+        patients_kept,
     )
     skipped = sorted(list(data.skip_reasons) + scored.skipped, key=lambda e: e["file"])
+    columns = _image_columns(
+        len(kept), patients_kept, {k: np.asarray(v)[kept] for k, v in _image_info(data).items()}
+    )
+    columns["image"] = kept  # the image's index among the files listed, bad ones included
+    predictions = prediction_rows(
+        model.steps[-1][1].classes_,
+        y_kept,
+        image_proba,
+        tile_proba=np.concatenate(scored.tile_proba),
+        columns=columns,
+    )
     result = ExperimentResult(
         protocol="patient",
         reports=reports,
@@ -991,11 +1165,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "n_images": len(kept),
             "n_skipped": len(skipped),
             "magnification": args.magnification,
+            "n_patients": len(np.unique(data.patient)),
+            "n_tiles": len(kept) * int(np.prod(model.steps[0][1].grid)),
+            # What the loaded model runs on here (its device_), not what it was asked for.
+            "device": getattr(model.steps[-1][1], "device_", None),
+            "precision": getattr(model.steps[-1][1], "precision_", None),
         },
+        predictions=predictions,
     )
     _print_result(result)
     if args.out is not None:
-        _print_written(_write_result(result, args, save_model=False, skipped=skipped))
+        provenance = _run_provenance(
+            _data_provenance(args, data, started), result.info, protocol="none (all images)"
+        )
+        provenance["model"] = str(Path(args.model).resolve())
+        written = _write_result(
+            result, args, save_model=False, skipped=skipped, provenance=provenance
+        )
+        _print_written(written)
     _report_skipped(skipped, len(kept) + len(skipped))
     return 1 if skipped else 0
 
@@ -1079,6 +1266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # The command line for report.json: what the user typed, or what a caller passed.
+    args.command_line = list(sys.argv) if argv is None else ["skhybrid", *argv]
     prefix = f"skhybrid {args.command}:"
     with _plain_output():
         try:

@@ -18,27 +18,31 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
 
 from .class_roles import resolve_class_roles, roles_of
 from .exceptions import DataError, UserError
 from .metrics import BinaryReport, binary_report, patient_score
-from .reporting import format_self_learning_history, write_outputs
+from .reporting import format_self_learning_history, prediction_rows, utc_now, write_outputs
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
 from .tiling import SubImageTiler, flatten_bags
 
 __all__ = [
+    "CrossValidationResult",
     "ExperimentResult",
     "classifier_defaults",
     "default_aggregation",
+    "make_baseline",
     "make_classifier",
     "make_relabeling_proposer",
+    "run_cross_validation",
     "run_experiment",
     "score_images",
 ]
@@ -158,6 +162,10 @@ class ExperimentResult:
         ``{level: (y_true, positive_scores)}`` for ROC / precision-recall plots.
     info : dict
         Sizes, timings and settings.
+    predictions : list of dict
+        One row per test image (:func:`skhybrid.reporting.prediction_rows`), written as
+        ``predictions.csv`` and ``patients.csv``; empty under the random-tile protocol,
+        which tests tiles, not images.
     """
 
     protocol: str
@@ -169,6 +177,7 @@ class ExperimentResult:
     model: Pipeline
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     info: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (no model, no curves)."""
@@ -188,22 +197,30 @@ class ExperimentResult:
         *,
         save_model: bool = True,
         keep_optimizer_state: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        skipped: list[dict[str, str]] | None = None,
     ) -> list[Path]:
-        """Write ``report.json``, the history table, ROC / precision-recall PNGs, ``model.joblib``.
+        """Write ``report.json``, ``predictions.csv``, ``patients.csv``, the history table, ROC /
+        precision-recall PNGs and ``model.joblib``.
 
         The one writer of every command's output folder
         (:func:`skhybrid.reporting.write_outputs`). The model is written for prediction, without the optimizer's state (a third of the
         size), unless ``keep_optimizer_state`` (see :func:`skhybrid.save_model`). Plots need
         matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
-        warning and the rest is still written.
+        warning and the rest is still written. ``provenance`` entries (the data folder, the
+        command's start time, ...) join the versions and the command line that every
+        ``report.json`` records. ``skipped`` lists the input files left out (``{"file",
+        "reason"}`` each), written as ``report.json``'s ``"skipped"``.
         """
         return write_outputs(
             out_dir,
-            self.to_dict(),
+            {**self.to_dict(), "provenance": dict(provenance or {})},
             curves=self.curves,
             history_table=self.history_table,
             model=self.model if save_model else None,
             keep_optimizer_state=keep_optimizer_state,
+            predictions=self.predictions,
+            skipped=skipped,
         )
 
 
@@ -212,8 +229,15 @@ def _positive_column(estimator: Any) -> int:
 
 
 def score_images(
-    model: Any, X: Any, y: Any, patients: Any = None, *, tile_truth: Any = None
-) -> tuple[dict[str, BinaryReport], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    model: Any,
+    X: Any,
+    y: Any,
+    patients: Any = None,
+    *,
+    tile_truth: Any = None,
+    return_predictions: bool = False,
+    image_info: Mapping[str, Any] | None = None,
+) -> tuple:
     """Score a fitted tiler + classifier Pipeline on whole images.
 
     Parameters
@@ -228,16 +252,64 @@ def score_images(
         Patient ids, for the patient recognition rate.
     tile_truth : array-like of shape (n, T), optional
         Ground-truth tile labels, for a tile-level report.
+    return_predictions : bool, default=False
+        Also return one row per image (:func:`skhybrid.reporting.prediction_rows`), for
+        ``predictions.csv``.
+    image_info : mapping of str to array-like, optional
+        Per-image columns of those rows (``file``, ``magnification``, ...).
 
     Returns
     -------
     reports, patient_rate, curves
+        And ``predictions`` (list of dict) with ``return_predictions=True``.
     """
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     bags = tiler.transform(X)
     if len(model.steps) > 2:
         bags = Pipeline(model.steps[1:-1]).transform(bags)
-    return _score_bags(classifier, bags, np.asarray(y), patients, tile_truth)
+    y = np.asarray(y)
+    *scores, (image_proba, tile_proba) = _score_bags_full(classifier, bags, y, patients, tile_truth)
+    if not return_predictions:
+        return tuple(scores)
+    rows = prediction_rows(
+        classifier.classes_,
+        y,
+        image_proba,
+        tile_proba=tile_proba,
+        columns=_image_columns(len(y), patients, image_info),
+    )
+    return (*scores, rows)
+
+
+def _image_columns(
+    n_images: int, patients: Any = None, image_info: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """The identifying columns of ``predictions.csv``: image index, ``image_info``, patient.
+
+    Parameters
+    ----------
+    n_images : int
+    patients : array-like of shape (n_images,), optional
+    image_info : mapping of str to array-like of shape (n_images,), optional
+        More per-image columns, e.g. ``{"file": ..., "magnification": ...}``.
+    """
+    columns = {"image": np.arange(n_images)}
+    for name, values in (image_info or {}).items():
+        values = np.asarray(values)
+        if len(values) != n_images:
+            raise UserError(f"image_info[{name!r}] has {len(values)} values for {n_images} images.")
+        columns[name] = values
+    if patients is not None:
+        columns["patient"] = np.asarray(patients)
+    return columns
+
+
+def _runtime(classifier: Any) -> dict[str, Any]:
+    """The device and precision a fitted classifier actually used (not ``"auto"``)."""
+    return {
+        "device": getattr(classifier, "device_", None),
+        "precision": getattr(classifier, "precision_", None),
+    }
 
 
 def _tile_accuracy(labels: np.ndarray, truth: np.ndarray) -> float:
@@ -303,6 +375,8 @@ class _ProtocolResult:
     tile_label_accuracy: dict[str, float]
     n_train: int
     n_test: int
+    test_index: np.ndarray | None = None
+    test_proba: tuple[np.ndarray, np.ndarray] | None = None  # image (n, k), tiles (n, T, k)
 
 
 def _run_patient_protocol(
@@ -341,14 +415,16 @@ def _run_patient_protocol(
         )
     log(f"Training {type(classifier).__name__} on {len(train) * n_tiles} tiles ...")
     classifier.fit(bags[train], relabeling.tile_labels, groups=patients[train])
-    reports, rate, curves = _score_bags(
+    reports, rate, curves, proba = _score_bags_full(
         classifier,
         bags[test],
         y[test],
         patients[test],
         None if tile_truth is None else tile_truth[test],
     )
-    return _ProtocolResult(reports, rate, curves, relabeling, accuracy, len(train), len(test))
+    return _ProtocolResult(
+        reports, rate, curves, relabeling, accuracy, len(train), len(test), test, proba
+    )
 
 
 def _run_paper_protocol(
@@ -411,6 +487,7 @@ def run_experiment(
     test_size: float | None = None,
     random_state: Any = 0,
     verbose: int = 1,
+    image_info: Mapping[str, Any] | None = None,
 ) -> ExperimentResult:
     """Run the paper's method end to end under an evaluation protocol.
 
@@ -447,6 +524,9 @@ def run_experiment(
         of its Table 3, e.g. 3591 of 17955 at 40X).
     random_state : int or None, default=0
     verbose : int, default=1
+    image_info : mapping of str to array-like, optional
+        Per-image columns for ``predictions.csv`` (e.g. ``{"file": ..., "magnification":
+        ...}``); the image index and the patient are always written.
 
     Returns
     -------
@@ -462,10 +542,7 @@ def run_experiment(
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-    if relabel_with not in RELABELERS:
-        raise UserError(f"relabel_with must be one of {RELABELERS}, got {relabel_with!r}.")
-    if not (isinstance(self_learning_rounds, (int, np.integer)) and self_learning_rounds >= 0):
-        raise UserError(f"self_learning_rounds must be an int >= 0, got {self_learning_rounds!r}.")
+    _check_method(self_learning_rounds, relabel_with)
     y, tile_truth = _as_named_labels(y, tile_truth)
     patients = np.asarray(patients)
     tiler = clone(tiler) if tiler is not None else SubImageTiler(tile_size=(224, 224))
@@ -474,28 +551,14 @@ def run_experiment(
         # Decided here, once, for every caller (the command line passes None too).
         classifier.set_params(aggregation=aggregation or default_aggregation(self_learning_rounds))
     log = _logger(verbose)
-    started = time.perf_counter()
+    started, started_utc = time.perf_counter(), utc_now()
 
     log(f"Cutting {len(y)} images into tiles ...")
     bags = tiler.fit_transform(X)
     n_images, n_tiles = bags.shape[:2]
-    proposer = make_relabeling_proposer(random_state) if relabel_with == "features" else classifier
-
-    def relabel(bags_: Any, y_: Any, groups: Any, truth: Any, where: str) -> _Relabeling:
-        if self_learning_rounds > 0:
-            log(f"Self-learning{where}: up to {self_learning_rounds} rounds of tile relabeling ...")
-        return _self_learning_step(
-            bags_,
-            y_,
-            groups,
-            rounds=self_learning_rounds,
-            proposer=proposer,
-            tile_truth=truth,
-            random_state=random_state,
-            verbose=max(verbose - 1, 0),
-            log=log,
-        )
-
+    relabel = _relabeler(
+        classifier, self_learning_rounds, relabel_with, random_state=random_state, verbose=verbose
+    )
     if test_size is None:
         test_size = DEFAULT_TEST_SIZE[protocol]
     outcome = _PROTOCOL_RUNNERS[protocol](
@@ -522,8 +585,25 @@ def run_experiment(
         },
         "self_learning_rounds": int(self_learning_rounds),
         "relabel_with": relabel_with,
+        "n_patients": len(np.unique(patients)),
+        "n_tiles": int(n_images * n_tiles),
+        "test_size": test_size,
+        "random_state": random_state,
+        **_runtime(classifier),
+        "started_utc": started_utc,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    predictions = []
+    if outcome.test_proba is not None:
+        test = outcome.test_index
+        columns = _image_columns(n_images, patients, image_info)
+        predictions = prediction_rows(
+            classifier.classes_,
+            y[test],
+            outcome.test_proba[0],
+            tile_proba=outcome.test_proba[1],
+            columns={name: values[test] for name, values in columns.items()},
+        )
     return ExperimentResult(
         protocol=protocol,
         reports=outcome.reports,
@@ -534,12 +614,422 @@ def run_experiment(
         model=Pipeline([("tiles", tiler), ("clf", classifier)]),
         curves=outcome.curves,
         info=info,
+        predictions=predictions,
     )
+
+
+def _check_method(self_learning_rounds: Any, relabel_with: str) -> None:
+    if relabel_with not in RELABELERS:
+        raise UserError(f"relabel_with must be one of {RELABELERS}, got {relabel_with!r}.")
+    if not (isinstance(self_learning_rounds, (int, np.integer)) and self_learning_rounds >= 0):
+        raise UserError(f"self_learning_rounds must be an int >= 0, got {self_learning_rounds!r}.")
+
+
+def _relabeler(
+    classifier: Any, rounds: int, relabel_with: str, *, random_state: Any, verbose: int
+) -> Any:
+    """``relabel(bags, y, groups, tile_truth, where)``: self-learning on the images given only."""
+    log = _logger(verbose)
+    proposer = make_relabeling_proposer(random_state) if relabel_with == "features" else classifier
+
+    def relabel(bags_: Any, y_: Any, groups: Any, truth: Any, where: str) -> _Relabeling:
+        if rounds > 0:
+            log(f"Self-learning{where}: up to {rounds} rounds of tile relabeling ...")
+        return _self_learning_step(
+            bags_,
+            y_,
+            groups,
+            rounds=rounds,
+            proposer=proposer,
+            tile_truth=truth,
+            random_state=random_state,
+            verbose=max(verbose - 1, 0),
+            log=log,
+        )
+
+    return relabel
+
+
+def _mean_over_tiles(features: np.ndarray) -> np.ndarray:
+    """Image features as the mean of its tiles' (module level, so the Pipeline pickles)."""
+    return np.asarray(features).mean(axis=1)
+
+
+def make_baseline(random_state: Any = None) -> Pipeline:
+    """The colour/texture baseline on bags: tile features averaged per image, logistic regression.
+
+    The cheap model a deep one has to beat on the same folds (docs/design.md, "Cheap baselines
+    are strong"); ``class_weight="balanced"`` as in docs/evaluation.md, since BreakHis holds
+    twice as many malignant images as benign ones.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from .features import ColorTextureFeatures
+
+    return Pipeline(
+        [
+            ("features", ColorTextureFeatures()),
+            ("pool", FunctionTransformer(_mean_over_tiles)),
+            ("scale", StandardScaler()),
+            (
+                "logistic",
+                LogisticRegression(
+                    class_weight="balanced", max_iter=1000, random_state=random_state
+                ),
+            ),
+        ]
+    )
+
+
+class _ReplayFolds(ClassifierMixin, BaseEstimator):
+    """Gives :func:`~skhybrid.evaluation.cross_validate_patients` predictions already made.
+
+    :func:`run_cross_validation` fits each fold itself, because it needs more of the fold
+    models than ``cross_validate_patients`` keeps (tile probabilities, the device used); this
+    stand-in, fitted and asked on image indices, hands back each fold's stored probabilities,
+    so that the per-fold metrics and the patient-bootstrap intervals come from the one
+    implementation in :mod:`skhybrid.evaluation`.
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{(train indices bytes, test indices bytes): probabilities (n_test, n_classes)}``,
+        columns in the order of ``np.unique(y)``.
+    """
+
+    def __init__(self, outputs: dict | None = None) -> None:
+        self.outputs = outputs
+
+    def fit(self, X: Any, y: Any) -> _ReplayFolds:
+        self.train_key_ = _index_key(X)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.outputs[(self.train_key_, _index_key(X))]
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _index_key(index: Any) -> bytes:
+    return np.asarray(index, dtype=np.intp).reshape(-1).tobytes()
+
+
+class _FixedSplits:
+    """A splitter yielding splits drawn once (so both passes over the folds see the same)."""
+
+    def __init__(self, splits: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.splits = splits
+
+    def split(self, X: Any = None, y: Any = None, groups: Any = None) -> Any:
+        yield from self.splits
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return len(self.splits)
+
+
+@dataclass
+class CrossValidationResult:
+    """What :func:`run_cross_validation` measured and fitted.
+
+    Attributes
+    ----------
+    cv : PatientCVResult
+        Per-fold metrics, pooled out-of-fold predictions and patient-bootstrap intervals (and
+        the baseline's and the paired differences with a baseline).
+    info : dict
+        Sizes, folds, repeats, seeds, device, precision, timings and settings.
+    predictions : list of dict
+        One row per image and repeat, the out-of-fold prediction with its ``fold`` and
+        ``repeat`` (:func:`skhybrid.reporting.prediction_rows`).
+    model : Pipeline or None
+        ``SubImageTiler`` + classifier refitted on all images (``refit=True``).
+    history : list of dict
+        The final model's self-learning history (empty without self-learning or refit).
+    history_table : str
+        That history as a Markdown table.
+    curves : dict
+        ``{"image (out-of-fold, repeat 1)": (y_true, positive_scores)}`` for ROC / PR plots.
+    """
+
+    cv: Any
+    info: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    model: Pipeline | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_table: str = ""
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    #: Keys of ``PatientCVResult.to_dict()`` kept in the report; the out-of-fold arrays are in
+    #: ``predictions.csv`` instead.
+    _CV_KEYS = (
+        "pos_label",
+        "confidence",
+        "n_resamples",
+        "n_repeats",
+        "intervals",
+        "folds",
+        "baseline_intervals",
+        "baseline_folds",
+        "differences",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (no model, no curves)."""
+        cv = self.cv.to_dict()
+        return {
+            "protocol": "patient-cv",
+            "leaky": False,
+            "cross_validation": {key: cv[key] for key in self._CV_KEYS},
+            "self_learning_history": self.history,
+            "info": self.info,
+        }
+
+    def format(self, digits: int = 3) -> str:
+        """Every metric as ``estimate [low, high]`` (Markdown), see ``PatientCVResult.format``."""
+        return self.cv.format(digits)
+
+    def save(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        save_model: bool = True,
+        keep_optimizer_state: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        skipped: list[dict[str, str]] | None = None,
+    ) -> list[Path]:
+        """Write the output folder with :func:`skhybrid.reporting.write_outputs`.
+
+        As :meth:`ExperimentResult.save`; ``predictions.csv`` holds the out-of-fold predictions.
+        """
+        return write_outputs(
+            out_dir,
+            {**self.to_dict(), "provenance": dict(provenance or {})},
+            curves=self.curves,
+            history_table=self.history_table,
+            model=self.model if save_model else None,
+            keep_optimizer_state=keep_optimizer_state,
+            predictions=self.predictions,
+            skipped=skipped,
+        )
+
+
+def run_cross_validation(
+    X: Any,
+    y: Any,
+    patients: Any,
+    *,
+    classifier: Any,
+    tiler: SubImageTiler | None = None,
+    n_splits: int = 4,
+    n_repeats: int = 1,
+    self_learning_rounds: int = 4,
+    relabel_with: str = "features",
+    aggregation: str | None = None,
+    baseline: Any = None,
+    refit: bool = True,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    random_state: Any = 0,
+    verbose: int = 1,
+    image_info: Mapping[str, Any] | None = None,
+) -> CrossValidationResult:
+    """Repeated patient-wise cross-validation of the whole method, with patient-bootstrap intervals.
+
+    Each fold of ``RepeatedStratifiedGroupKFold(n_splits, n_repeats)`` (grouped by patient)
+    runs what :func:`run_experiment` runs on its training patients: self-learning on the
+    fold's training images only, then the classifier on the corrected tile labels; it then
+    predicts the fold's test patients. Metrics per fold and patient-bootstrap intervals of
+    the pooled out-of-fold predictions come from
+    :func:`skhybrid.evaluation.cross_validate_patients`. Tiling happens once, before the
+    folds: it is stateless, so it cannot leak.
+
+    Parameters
+    ----------
+    X, y, patients, classifier, tiler, self_learning_rounds, relabel_with, aggregation
+        As in :func:`run_experiment`.
+    n_splits : int, default=4
+        Folds per repeat; every class needs at least this many patients.
+    n_repeats : int, default=1
+        Repeats of the folds, each with its own shuffle.
+    baseline : estimator on bags, default=None
+        Run on the same folds (e.g. :func:`make_baseline`); the report then holds its
+        intervals and the paired difference model - baseline.
+    refit : bool, default=True
+        Fit the final model on all images afterwards (``result.model``).
+    n_resamples : int, default=1000
+        Patient-bootstrap resamples.
+    confidence : float, default=0.95
+    random_state : int or None, default=0
+        Seeds the folds, the relabeler, the bootstrap (and not the classifier: pass its own
+        ``random_state``).
+    verbose : int, default=1
+    image_info : mapping of str to array-like, optional
+        Per-image columns for ``predictions.csv``, as in :func:`run_experiment`.
+
+    Returns
+    -------
+    CrossValidationResult
+
+    Raises
+    ------
+    UserError
+        For an unknown ``relabel_with`` or bad ``self_learning_rounds``.
+    DataError
+        For labels without two recognisable classes, or a class with fewer patients than
+        ``n_splits``.
+    """
+    from .evaluation import cross_validate_patients
+    from .model_selection import RepeatedStratifiedGroupKFold
+
+    _check_method(self_learning_rounds, relabel_with)
+    y, _ = _as_named_labels(y)
+    patients = np.asarray(patients)
+    fewest = min(_patients_per_class(y, patients))
+    if fewest < n_splits:
+        raise DataError(
+            f"{n_splits} patient-wise folds need at least {n_splits} patients of each class; "
+            f"the smaller class has {fewest}."
+        )
+    tiler = clone(tiler) if tiler is not None else SubImageTiler(tile_size=(224, 224))
+    classifier = clone(classifier)
+    if "aggregation" in classifier.get_params(deep=False):
+        classifier.set_params(aggregation=aggregation or default_aggregation(self_learning_rounds))
+    log = _logger(verbose)
+    started, started_utc = time.perf_counter(), utc_now()
+    relabel = _relabeler(
+        classifier, self_learning_rounds, relabel_with, random_state=random_state, verbose=verbose
+    )
+
+    log(f"Cutting {len(y)} images into tiles ...")
+    bags = tiler.fit_transform(X)
+    n_images, n_tiles = bags.shape[:2]
+    splitter = RepeatedStratifiedGroupKFold(
+        n_splits=n_splits, n_repeats=n_repeats, random_state=random_state
+    )
+    splits = list(splitter.split(np.zeros(n_images), y, patients))
+    classes = np.unique(y)
+    outputs: dict[str, dict] = {"model": {}, "baseline": {}}
+    tiles: dict[tuple[bytes, bytes], np.ndarray] = {}
+    runtime: list[dict[str, Any]] = []
+    fold_seconds: list[float] = []
+    for fold, (train, test) in enumerate(splits):
+        key = (_index_key(train), _index_key(test))
+        if key in tiles:
+            # The same fold again in a later repeat (StratifiedGroupKFold is greedy): the
+            # same training images and seeds give the same model, so it is not fitted twice.
+            fold_seconds.append(0.0)
+            continue
+        fold_start = time.perf_counter()
+        log(
+            f"Fold {fold + 1}/{len(splits)}: {len(train)} training images "
+            f"({len(np.unique(patients[train]))} patients), {len(test)} test images "
+            f"({len(np.unique(patients[test]))} patients)."
+        )
+        model = clone(classifier)
+        relabeling = relabel(bags[train], y[train], patients[train], None, f" (fold {fold + 1})")
+        model.fit(bags[train], relabeling.tile_labels, groups=patients[train])
+        order = [list(model.classes_).index(c) for c in classes]
+        outputs["model"][key] = model.predict_proba(bags[test])[:, order]
+        tiles[key] = model.predict_proba_tiles(bags[test])[..., order]
+        runtime.append(_runtime(model))
+        if baseline is not None:
+            reference = clone(baseline).fit(bags[train], y[train])
+            order = [list(reference.classes_).index(c) for c in classes]
+            outputs["baseline"][key] = reference.predict_proba(bags[test])[:, order]
+        fold_seconds.append(round(time.perf_counter() - fold_start, 1))
+
+    index = np.arange(n_images, dtype=np.intp)[:, None]
+    cv = cross_validate_patients(
+        _ReplayFolds(outputs["model"]),
+        index,
+        y,
+        patients,
+        cv=_FixedSplits(splits),
+        baseline=None if baseline is None else _ReplayFolds(outputs["baseline"]),
+        n_resamples=n_resamples,
+        confidence=confidence,
+        random_state=random_state,
+        verbose=0,
+    )
+    columns = _image_columns(n_images, patients, image_info)
+    predictions = []
+    for (train, test), fold_info in zip(splits, cv.folds):
+        key = (_index_key(train), _index_key(test))
+        predictions += prediction_rows(
+            classes,
+            y[test],
+            outputs["model"][key],
+            tile_proba=tiles[key],
+            columns={
+                "repeat": np.full(len(test), fold_info["repeat"]),
+                "fold": np.full(len(test), fold_info["fold"]),
+                **{name: values[test] for name, values in columns.items()},
+            },
+        )
+    predictions.sort(key=lambda row: (row["repeat"], row["image"]))
+
+    result = CrossValidationResult(cv=cv, info={}, predictions=predictions)
+    result.curves = {"image (out-of-fold, repeat 1)": (y, cv.oof_proba[0])}
+    if refit:
+        log(f"Fitting the final model on all {n_images} images ...")
+        relabeling = relabel(bags, y, patients, None, " on all images (final model)")
+        classifier.fit(bags, relabeling.tile_labels, groups=patients)
+        result.model = Pipeline([("tiles", tiler), ("clf", classifier)])
+        result.history, result.history_table = relabeling.history, relabeling.table
+        runtime.append(_runtime(classifier))
+    result.info = {
+        "n_images": int(n_images),
+        "n_patients": len(np.unique(patients)),
+        "n_tiles_per_image": int(n_tiles),
+        "n_tiles": int(n_images * n_tiles),
+        "tile_shape": list(bags.shape[2:4]),
+        "split_unit": "patient",
+        "n_splits": int(n_splits),
+        "n_repeats": int(n_repeats),
+        "n_folds_fitted": len(tiles),
+        "random_state": random_state,
+        "classifier": type(classifier).__name__,
+        "classifier_params": {
+            k: v for k, v in classifier.get_params(deep=False).items() if _is_plain(v)
+        },
+        "baseline": None if baseline is None else _describe(baseline),
+        "self_learning_rounds": int(self_learning_rounds),
+        "relabel_with": relabel_with,
+        "refit": bool(refit),
+        # What the fitted models used, the final one's when refitted (all folds run alike).
+        **runtime[-1],
+        "devices_used": sorted({str(r["device"]) for r in runtime}),
+        "started_utc": started_utc,
+        "fold_seconds": fold_seconds,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return result
+
+
+def _describe(estimator: Any) -> str:
+    if hasattr(estimator, "steps"):
+        return " -> ".join(type(step).__name__ for _, step in estimator.steps)
+    return type(estimator).__name__
 
 
 def _score_bags(
     classifier: Any, bags: np.ndarray, y: np.ndarray, patients: Any, tile_truth: Any
 ) -> tuple[dict[str, BinaryReport], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    return _score_bags_full(classifier, bags, y, patients, tile_truth)[:3]
+
+
+def _score_bags_full(
+    classifier: Any, bags: np.ndarray, y: np.ndarray, patients: Any, tile_truth: Any
+) -> tuple[
+    dict[str, BinaryReport],
+    float | None,
+    dict[str, tuple[np.ndarray, np.ndarray]],
+    tuple[np.ndarray, np.ndarray],
+]:
+    """:func:`_score_bags` and the probabilities it scored: image ``(n, k)``, tiles ``(n, T, k)``."""
     positive = _positive_column(classifier)
     classes = np.asarray(classifier.classes_)
     tile_proba = classifier.predict_proba_tiles(bags)
@@ -557,7 +1047,7 @@ def _score_bags(
         )
         curves["tile"] = (truth, flat[:, positive])
     rate = None if patients is None else patient_score(y, image_pred, patients)
-    return reports, rate, curves
+    return reports, rate, curves, (image_proba, tile_proba)
 
 
 def _is_plain(value: Any) -> bool:
