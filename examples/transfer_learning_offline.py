@@ -94,9 +94,7 @@ def models(args: argparse.Namespace) -> dict[str, object]:
         "verbose": 0,
     }
     return {
-        "fine-tuned": CNNClassifier(
-            weights="imagenet", freeze_epochs=args.freeze_epochs, **shared
-        ),
+        "fine-tuned": CNNClassifier(weights="imagenet", freeze_epochs=args.freeze_epochs, **shared),
         "scratch": CNNClassifier(weights=None, freeze_epochs=0, **shared),
         "frozen + LR": make_pipeline(
             CNNFeatureExtractor(BACKBONE, weights="imagenet", device="cpu"),

@@ -260,8 +260,12 @@ def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
         metavar="N",
         default=None,
         help="phase-1 epochs with the CNN frozen (freeze_epochs) (default: "
-        + (f"the demo's {_DEMO_DEFAULTS['freeze_epochs']}" if demo else "the estimators' "
-        f"{defaults['freeze_epochs']}") + " with pretrained weights; 0 without, since a "
+        + (
+            f"the demo's {_DEMO_DEFAULTS['freeze_epochs']}"
+            if demo
+            else f"the estimators' {defaults['freeze_epochs']}"
+        )
+        + " with pretrained weights; 0 without, since a "
         "random CNN must train from the start)",
     )
     group.add_argument(

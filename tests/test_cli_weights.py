@@ -98,9 +98,7 @@ def test_fetch_whose_download_fails_leaves_no_file(torch_home, monkeypatch, caps
     assert not torch_home.exists() or not any(torch_home.iterdir())
 
 
-def test_fetch_downloads_into_torchs_cache_and_skips_what_is_there(
-    torch_home, monkeypatch, capsys
-):
+def test_fetch_downloads_into_torchs_cache_and_skips_what_is_there(torch_home, monkeypatch, capsys):
     monkeypatch.delenv(weights_module.OFFLINE_ENV)
     monkeypatch.setattr(weights_module, "_host_reachable", lambda url: True)
     urls = []
