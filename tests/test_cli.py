@@ -17,8 +17,11 @@ from PIL import Image
 from skhybrid.cli import main
 from skhybrid.model_io import load_model
 
-# Tiny settings: the point is the plumbing and the outputs, not accuracy.
-TINY_MODEL = ["--backbone", "resnet18", "--epochs", "2", "--batch-size", "32", "-q"]
+# Tiny settings: the point is the plumbing and the outputs, not accuracy. From scratch: the
+# command line's default ImageNet weights of resnet18 are not on every machine.
+TINY_MODEL = [
+    "--backbone", "resnet18", "--weights", "none", "--epochs", "2", "--batch-size", "32", "-q",
+]  # fmt: skip
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,12 +32,13 @@ def _is_png(path: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """`python -m skhybrid demo` at a reduced size, as a subprocess (what `make demo` runs)."""
+    """`python -m skhybrid demo` at a reduced size, as a subprocess (what `make demo` runs),
+    with the demo's own backbone: efficientnet_lite0's ImageNet weights, frozen, then tuned."""
     out = tmp_path_factory.mktemp("demo")
     command = [
         sys.executable, "-m", "skhybrid", "demo", "--out", str(out),
-        "--n-images", "32", "--image-size", "72x108", "--tile-size", "24",
-        "--self-learning-rounds", "2", *TINY_MODEL[:-1],
+        "--n-images", "32", "--image-size", "72x108", "--tile-size", "32",
+        "--self-learning-rounds", "2", "--epochs", "2", "--freeze-epochs", "1",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -56,6 +60,7 @@ def test_demo_writes_no_colour_codes_into_a_pipe(demo_run):
     """skorch colours its epoch table; in a pipe (this subprocess's stdout) the codes go."""
     _, stdout = demo_run
     assert "train_loss" in stdout  # the epoch table is there (no -q) ...
+    assert "backbone_frozen" in stdout  # pretrained: phase 1 frozen, then fine-tuned
     assert "\x1b[" not in stdout  # ... without ANSI escape codes
 
 
@@ -73,6 +78,9 @@ def test_demo_writes_report_plots_and_a_loadable_model(demo_run):
     assert accuracy["corrected"] >= accuracy["inherited"]  # relabeling moved towards the truth
     assert _is_png(out / "roc_curve.png") and _is_png(out / "pr_curve.png")
     model = load_model(out / "model.joblib", require_tiler=True)
+    classifier = model.steps[-1][1]
+    assert (classifier.backbone, classifier.weights) == ("efficientnet_lite0", "imagenet")
+    assert (classifier.freeze_epochs, classifier.max_epochs) == (1, 2)
     # With self-learning, an image is malignant as soon as one tile is.
     assert model.steps[-1][1].aggregation == "mil"
     # Written for prediction: no Adam state (without --keep-optimizer-state).
@@ -359,8 +367,9 @@ def test_command_line_defaults_are_the_python_apis():
     assert classifier_defaults("cnn")["freeze_epochs"] == estimator["freeze_epochs"]
     experiment = {n: p.default for n, p in inspect.signature(run_experiment).parameters.items()}
 
-    pretrained = parser.parse_args(["train", "data", "--weights", "imagenet"])
+    pretrained = parser.parse_args(["train", "data", "--backbone", "resnet101"])
     params = _classifier_params(pretrained)
+    assert params["weights"] == estimator["weights"] == "imagenet"  # the default, as in Python
     for name in ("backbone", "max_epochs", "batch_size", "fusion", "device", "precision"):
         assert params[name] == estimator[name], name
     assert params["freeze_epochs"] == estimator["freeze_epochs"]
@@ -373,19 +382,27 @@ def test_command_line_defaults_are_the_python_apis():
     assert pretrained.test_size == experiment["test_size"]
     assert pretrained.seed == experiment["random_state"]
 
-    # Deliberate: no download by default; a random CNN is not frozen and learns faster.
-    scratch = _classifier_params(parser.parse_args(["train", "data"]))
-    assert scratch["weights"] is None and estimator["weights"] == "imagenet"
+    # Deliberate: the backbone whose ImageNet weights work offline (resnet101: one flag away).
+    default = _classifier_params(parser.parse_args(["train", "data"]))
+    assert default["backbone"] == "efficientnet_lite0" != estimator["backbone"]
+    assert default["weights"] == "imagenet"
+    # A random CNN is not frozen and learns faster.
+    scratch = _classifier_params(parser.parse_args(["train", "data", "--weights", "none"]))
+    assert scratch["weights"] is None
     assert scratch["freeze_epochs"] == 0 and scratch["lr"] == 1e-3
-    # Deliberate: the demo is small.
+    # Deliberate: the demo is small, and shows transfer learning (frozen, then fine-tuned).
     demo = _classifier_params(parser.parse_args(["demo"]))
-    assert (demo["backbone"], demo["max_epochs"], demo["batch_size"]) == ("resnet18", 12, 32)
+    assert (demo["backbone"], demo["weights"]) == ("efficientnet_lite0", "imagenet")
+    assert (demo["max_epochs"], demo["freeze_epochs"], demo["batch_size"]) == (10, 4, 32)
+    assert demo["lr"] == estimator["lr"]
+    demo_scratch = _classifier_params(parser.parse_args(["demo", "--weights", "none"]))
+    assert demo_scratch["freeze_epochs"] == 0
     # An explicit option wins.
     given = _classifier_params(parser.parse_args(["train", "data", "--freeze-epochs", "3"]))
     assert given["freeze_epochs"] == 3
 
 
-@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "predict"])
+@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "predict", "weights"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

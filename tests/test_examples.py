@@ -41,6 +41,7 @@ TESTED = {
     "stain_normalization.py",  # run by tests/test_stain_normalization.py
     "tile_real_image.py",
     "train_hybrid_synthetic.py",
+    "transfer_learning_offline.py",
 }
 FLOAT = r"(nan|\d+\.\d+)"
 
@@ -154,6 +155,30 @@ def test_repeated_patient_cv(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["n_repeats"] == 2 and len(result["folds"]) == 6
     assert all(len(row) == 48 for row in result["oof_proba"])
+
+
+def test_transfer_learning_offline(tmp_path: Path) -> None:
+    """Fine-tuned vs scratch (paired) and frozen features + LR, on the same patient folds."""
+    out = tmp_path / "result.json"
+    stdout = run_example(
+        "transfer_learning_offline.py",
+        *("--n-images", 32, "--n-patients", 8, "--size", 48, "--n-splits", 2, "--n-repeats", 1),
+        *("--epochs", 2, "--freeze-epochs", 1, "--n-resamples", 50, "--json", out),
+        cwd=tmp_path,
+    )
+    assert "make_histology: 32 images (48x48), 8 patients; 1 x 2 patient-wise folds" in stdout
+    result = json.loads(out.read_text())
+    assert set(result) == {"fine-tuned vs scratch", "frozen + LR"}
+    paired, frozen = result["fine-tuned vs scratch"], result["frozen + LR"]
+    assert len(paired["folds"]) == len(paired["baseline_folds"]) == len(frozen["folds"]) == 2
+    # The same folds for all three: the same test patients, fold by fold.
+    assert [f["n_test"] for f in paired["folds"]] == [f["n_test"] for f in frozen["folds"]]
+    assert paired["baseline_intervals"] is not None and frozen["baseline_intervals"] is None
+    for interval in (*paired["intervals"].values(), *frozen["intervals"].values()):
+        if interval["estimate"] is not None:
+            assert interval["low"] <= interval["estimate"] <= interval["high"]
+    # ImageNet features separate the synthetic tissues (chance: AUC 0.5), offline.
+    assert frozen["intervals"]["auc"]["estimate"] >= 0.8
 
 
 def test_self_learning_relabel(tmp_path: Path) -> None:
@@ -472,9 +497,7 @@ def test_reproduce_paper_freeze_epochs_as_cli(reproduce_paper: ModuleType) -> No
     for weights in ("none", "imagenet"):
         args = reproduce_paper.parse_args(["--weights", weights])
         ours = reproduce_paper.classifier_params(args, "resnet101")
-        cli_args = _build_parser().parse_args(
-            ["train", "data"] + (["--weights", weights] if weights != "none" else [])
-        )
+        cli_args = _build_parser().parse_args(["train", "data", "--weights", weights])
         theirs = _classifier_params(cli_args, demo=False)
         assert (
             ours["freeze_epochs"]

