@@ -52,6 +52,8 @@ _DEMO_DEFAULTS = {
 #: docs/models.md "Transfer learning offline".
 _TRAIN_BACKBONE = "efficientnet_lite0"
 _MIN_DEMO_IMAGES = 16
+#: ``--class-weight`` choices: the estimators' "balanced", or none.
+_CLASS_WEIGHTS = ("balanced", "none")
 #: Learning rate from scratch: the estimators' 1e-4 (the paper's, for fine-tuning pretrained
 #: weights) is too slow for a randomly initialised CNN.
 _SCRATCH_LR = 1e-3
@@ -305,6 +307,14 @@ def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
         help="floating-point precision of training and prediction (see docs/performance.md)",
     )
     group.add_argument(
+        "--class-weight",
+        choices=_CLASS_WEIGHTS,
+        default="balanced",
+        help="loss weights per class: balanced (inverse class frequencies, as scikit-learn's) "
+        "or none. Differs from the estimators' None on purpose: BreakHis is ~70%% malignant "
+        "and an unweighted model calls benign tissue malignant (docs/models.md)",
+    )
+    group.add_argument(
         "--keep-optimizer-state",
         action="store_true",
         help="also save Adam's state in model.joblib (3x the size), to continue training "
@@ -314,7 +324,7 @@ def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
 
 def _protocol_options(parser: argparse.ArgumentParser) -> None:
     from .splits import PROTOCOLS
-    from .workflow import RELABELERS
+    from .workflow import DEFAULT_TEST_SIZE, RELABELERS
 
     defaults = _defaults()
     group = parser.add_argument_group("protocol")
@@ -345,7 +355,8 @@ def _protocol_options(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         default=defaults["test_size"],
         help="share held out, in (0, 0.5]: of each class's patients (patient) or of the "
-        "tiles (random-tile)",
+        "tiles (random-tile); unset: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_TEST_SIZE.items()),
     )
     group.add_argument(
         "--seed",
@@ -663,6 +674,7 @@ def _classifier_params(args: argparse.Namespace, *, demo: bool | None = None) ->
         "batch_size": args.batch_size,
         "device": args.device,
         "precision": args.precision,
+        "class_weight": None if args.class_weight == "none" else args.class_weight,
         "random_state": args.seed,
         "verbose": 0 if args.quiet else 1,
     }

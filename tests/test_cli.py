@@ -386,6 +386,10 @@ def test_command_line_defaults_are_the_python_apis():
     default = _classifier_params(parser.parse_args(["train", "data"]))
     assert default["backbone"] == "efficientnet_lite0" != estimator["backbone"]
     assert default["weights"] == "imagenet"
+    # Deliberate: balanced class weights (real BreakHis is ~70 % malignant); "none" is None.
+    assert default["class_weight"] == "balanced" and estimator["class_weight"] is None
+    unweighted = parser.parse_args(["train", "data", "--class-weight", "none"])
+    assert _classifier_params(unweighted)["class_weight"] is None
     # A random CNN is not frozen and learns faster.
     scratch = _classifier_params(parser.parse_args(["train", "data", "--weights", "none"]))
     assert scratch["weights"] is None

@@ -291,7 +291,7 @@ def test_model_saved_by_the_cli_loads_in_python(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
-        "demo", "--out", str(tmp_path), "--n-images", "16", "--image-size", "48x48",
+        "demo", "--out", str(tmp_path), "--weights", "none", "--n-images", "16", "--image-size", "48x48",
         "--tile-size", "16", "--backbone", "mobilenet_v3_small", "--epochs", "1",
         "--self-learning-rounds", "0", "--batch-size", "16", "-q",
     ]  # fmt: skip
