@@ -22,7 +22,8 @@ imports and a warm-up run of the same steps on 4 images) over
 ``<= 1.5``. The same job is run a second time with the tiles in a ``.npy`` file
 (:func:`skhybrid.tiling.tile_to_memmap`, then ``np.load(..., mmap_mode="r")``): there the
 figure that matters is the peak *anonymous* memory (sampled every 10 ms), the memory the
-kernel cannot drop; pages of the file read by training are page cache. Children run with the
+kernel cannot drop (pages of the file read by training are page cache), against the
+in-memory run's working memory (its extra peak minus its tiles); goal ``<= 1.25``. Children run with the
 fixed ``MALLOC_MMAP_THRESHOLD_`` of :mod:`benchmarks.bench_memory` so that repeated runs
 agree.
 """
@@ -78,6 +79,15 @@ class _AnonPeak(threading.Thread):
         while self.running:
             self.peak = max(self.peak, _anon())
             time.sleep(0.01)
+    def take(self):
+        # The peak since the last call (one step's), then start the next step's from now.
+        peak, self.peak = max(self.peak, _anon()), _anon()
+        return peak
+
+SAMPLER = None
+
+def mark():
+    return _peak(), SAMPLER.take() if SAMPLER else _anon(), time.perf_counter()
 
 def tiny():
     return nn.Sequential(nn.Conv2d(3, 8, 8, stride=8), nn.ReLU())
@@ -88,19 +98,19 @@ def job(root, memmap_path, n=None):
     if n is not None:  # warm-up: two images of each class
         pick = np.r_[np.flatnonzero(y == 0)[:n // 2], np.flatnonzero(y == 1)[:n // 2]]
         paths, y, groups = [paths[i] for i in pick], y[pick], np.arange(len(pick))
-    marks = {{"list": (_peak(), _anon(), time.perf_counter())}}
+    marks = {{"list": mark()}}
     tiler = SubImageTiler(grid=(3, 3), tile_size=({tile}, {tile}))
     if memmap_path is None:
         bags = tiler.fit_transform(paths)
     else:
         tile_to_memmap(paths, memmap_path, tiler)  # its read-write mapping is closed here
         bags = np.load(memmap_path, mmap_mode="r")
-    marks["tile"] = (_peak(), _anon(), time.perf_counter())
+    marks["tile"] = mark()
     est = CNNClassifier(tiny(), weights=None, max_epochs=1, batch_size={batch}, valid_size=0.2,
                         device="cpu", verbose=0, random_state=0).fit(bags, y, groups=groups)
-    marks["fit"] = (_peak(), _anon(), time.perf_counter())
+    marks["fit"] = mark()
     proba = est.predict_proba(bags)
-    marks["predict"] = (_peak(), _anon(), time.perf_counter())
+    marks["predict"] = mark()
     model = sum(t.numel() * t.element_size() for t in est.module_.state_dict().values())
     return marks, model, bags.nbytes, len(paths), float(proba.sum())
 
@@ -109,12 +119,12 @@ job({root!r}, None if memmap is None else memmap + ".warm.npy", n=4)
 gc.collect()
 _reset_peak()
 base, base_anon, start = _rss(), _anon(), time.perf_counter()
-sampler = _AnonPeak()
-sampler.start()
+SAMPLER = _AnonPeak()
+SAMPLER.start()
 marks, model, tiles, n, total = job({root!r}, memmap)
-sampler.running = False
-sampler.join()
-report(base=base, base_anon=base_anon, anon_peak=max(sampler.peak, _anon()), model=model,
+SAMPLER.running = False
+SAMPLER.join()
+report(base=base, base_anon=base_anon, anon_peak=max(m[1] for m in marks.values()), model=model,
        tiles=tiles, n=n, proba_sum=total,
        marks={{k: [p, a, t - start] for k, (p, a, t) in marks.items()}})
 """
@@ -197,11 +207,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
     return _rows(memory, mapped)
 
 
-def _steps(r: dict[str, Any]) -> str:
-    """Cumulative peak (above the baseline) and time after each step, for the notes."""
+def _steps(r: dict[str, Any], anonymous: bool = False) -> str:
+    """Per step: the cumulative extra peak (or that step's anonymous extra peak) and when it
+    ended, for the notes."""
     return ", ".join(
-        f"{step} {(peak - r['base']) / 1e6:.0f} MB at {seconds:.0f} s"
-        for step, (peak, _, seconds) in r["marks"].items()
+        f"{step} {((anon - r['base_anon']) if anonymous else (peak - r['base'])) / 1e6:.0f} MB "
+        f"at {seconds:.0f} s"
+        for step, (peak, anon, seconds) in r["marks"].items()
     )
 
 
@@ -249,8 +261,10 @@ def _rows(memory: dict[str, Any], mapped: dict[str, Any]) -> list[dict[str, Any]
             f"{memory['base'] / 2**30:.2f} GiB baseline; the OS and page cache need room too",
         )
     )
+    # With the tiles on disk the anonymous memory must be the job's working memory only:
+    # what the in-memory run needs beyond its tiles (decoded batches, float batches).
     anon = mapped["anon_peak"] - mapped["base_anon"]
-    working = mapped["model"] + _batch_bytes()
+    working = max(extra - tiles, 1)
     rows.append(
         make_row(
             f"whole magnification: {n} images, tiles memory-mapped (tile_to_memmap), "
@@ -258,15 +272,15 @@ def _rows(memory: dict[str, Any], mapped: dict[str, Any]) -> list[dict[str, Any]
             anon / 1e6,
             working / 1e6,
             "MB",
-            goal=2.0,
+            goal=1.25,
             goal_op="<=",
-            reference_name="model + one float32 batch of 128 (the tiles stay on disk)",
+            reference_name="the in-memory run's extra peak minus its tiles (working memory)",
             note=f"sampled RssAnon, the memory the kernel cannot drop: "
             f"{anon / mapped['tiles']:.2f}x the {mapped['tiles'] / 1e6:.0f} MB of tiles; "
             f"VmHWM (with the file's page cache) "
             f"{(mapped['marks']['predict'][0] - mapped['base']) / 1e6:.0f} MB extra; "
-            f"{_steps(mapped)}; same probabilities as in memory: "
-            f"{abs(mapped['proba_sum'] - memory['proba_sum']) < 1e-6 * n}",
+            f"anonymous peak per step: {_steps(mapped, anonymous=True)}; same probabilities "
+            f"as in memory: {abs(mapped['proba_sum'] - memory['proba_sum']) < 1e-6 * n}",
         )
     )
     return rows

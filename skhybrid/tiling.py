@@ -526,6 +526,8 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
                 batch[offset] = image
             else:
                 yield batch
+            # Drop this batch before the next is allocated: two would be alive at once.
+            del batch
 
     def transform(self, X: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         """Cut images into bags of tiles.
@@ -569,6 +571,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
                 )
             self._tile_batch(batch, out[position : position + len(batch)])
             position += len(batch)
+            del batch  # the loop variable would keep this batch alive while the next decodes
         assert out is not None
         return out
 

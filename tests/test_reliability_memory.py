@@ -436,7 +436,8 @@ def test_training_from_a_memmap_reads_the_file(tmp_path: Path, data: Any) -> Non
 def test_tiling_from_paths_holds_one_batch_of_decoded_images(tmp_path: Path) -> None:
     """Files are decoded straight into one batch array: the temporaries of transform are one
     batch of images plus the decoding of one image (Pillow's ``tobytes`` holds ~3 images'
-    worth), not a list of decoded images and its stacked copy (2 batches)."""
+    worth), not a list of decoded images and its stacked copy (2 batches), nor the previous
+    batch still alive while the next one decodes (2 batches)."""
     import tracemalloc  # numpy reports its allocations to tracemalloc
 
     from PIL import Image
@@ -445,11 +446,11 @@ def test_tiling_from_paths_holds_one_batch_of_decoded_images(tmp_path: Path) -> 
 
     rng = np.random.default_rng(2)
     paths = []
-    for i in range(16):
+    for i in range(24):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)).save(paths[-1])
-    tiler = SubImageTiler(grid=(3, 3), batch_size=16).fit(paths)
-    batch = 16 * 60 * 90 * 3
+    tiler = SubImageTiler(grid=(3, 3), batch_size=12).fit(paths)  # two batches
+    batch = 12 * 60 * 90 * 3
     tracemalloc.start()
     try:
         bags = tiler.transform(paths)
