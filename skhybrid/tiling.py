@@ -440,7 +440,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         self : SubImageTiler
         """
         grid = self._check_params()
-        sizes = self._image_sizes(X)
+        sizes = self._image_sizes(_paths_as_list(X))
         distinct = set(sizes)
         for height, width in distinct:
             tile_edges(height, width, grid, remainder=self.remainder)  # raises if it cannot cut
@@ -550,6 +550,7 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_tiles_")
         self._check_params()
+        X = _paths_as_list(X)
         n_images = len(X)
         if out is not None:
             _check_out(out, n_images)
@@ -596,6 +597,13 @@ class SubImageTiler(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True  # images are 4-D; the closest tag sklearn has
         return tags
+
+
+def _paths_as_list(X: Any) -> Any:
+    """An array of file names (``load_breakhis(...).filenames``) as the list of paths it is."""
+    if isinstance(X, np.ndarray) and X.dtype.kind in "US" and X.ndim == 1:
+        return X.tolist()
+    return X
 
 
 def _decode(item: Any, index: int) -> np.ndarray:

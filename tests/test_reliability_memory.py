@@ -377,12 +377,17 @@ def test_tile_to_memmap_writes_the_tiler_output_to_disk(tmp_path: Path) -> None:
     for i, image in enumerate(images):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(image).save(paths[-1])
-    tiler = SubImageTiler(grid=(2, 3), tile_size=(8, 8), batch_size=2)  # 3 batches
+    params = {"grid": (2, 3), "tile_size": (8, 8), "batch_size": 2}  # 3 batches
+    tiler = SubImageTiler(**params)
     bags = tile_to_memmap(paths, tmp_path / "bags.npy", tiler)
     expected = SubImageTiler(grid=(2, 3), tile_size=(8, 8)).fit_transform(images)
     assert isinstance(bags, np.memmap) and bags.shape == (5, 6, 8, 8, 3)
     np.testing.assert_array_equal(bags, expected)
     np.testing.assert_array_equal(np.load(tmp_path / "bags.npy"), expected)
+    # An array of file names, as load_breakhis(load_images=False).filenames gives them.
+    np.testing.assert_array_equal(
+        tile_to_memmap(np.array(paths), tmp_path / "names.npy", SubImageTiler(**params)), expected
+    )
     # Native tile size (no resize): the shape comes from the images.
     native = tile_to_memmap(images, tmp_path / "native.npy", SubImageTiler(grid=(2, 3)))
     np.testing.assert_array_equal(native, SubImageTiler(grid=(2, 3)).fit_transform(images))
