@@ -176,3 +176,42 @@ def test_backbones_benchmark_counts_depthwise_backward_flops_correctly():
         forward = _flops(lambda conv=conv, x=x: conv(x))
         assert forward == 2 * 2 * 16 * (16 // groups) * 9 * 8 * 8
         assert _flops(lambda conv=conv, x=x: conv(x).sum().backward()) == 3 * forward
+
+
+def test_whole_magnification_benchmark_rows_at_smoke_size(monkeypatch):
+    """8 generated BreakHis files, listed, tiled, fitted and predicted in two subprocesses."""
+    from benchmarks import bench_whole_magnification as bench
+
+    monkeypatch.setattr(_common, "MODE", "smoke")
+    rows = bench.run(quick=True)
+    names = [row["name"] for row in rows]
+    assert names == [
+        "whole magnification: 8 images -> 72 tiles in memory, extra peak",
+        "whole magnification: 8 images, tiles in memory, whole process",
+        "whole magnification: projected peak of all 7909 images in memory",
+        "whole magnification: 8 images, tiles memory-mapped (tile_to_memmap), anonymous extra peak",
+    ]
+    assert all(row["status"] == "ok" and row["value"] > 0 for row in rows)
+    tiles = 8 * 9 * 224 * 224 * 3
+    # The reference is the uint8 tiles + a (tiny) model + one float32 batch of 128 tiles.
+    assert (
+        tiles + bench._batch_bytes()
+        < rows[0]["reference"] * 1e6
+        < 1.01 * (tiles + bench._batch_bytes())
+    )
+    assert [row["goal"] for row in rows] == [1.5, None, 1.0, 1.25]
+    assert rows[1]["value"] > rows[0]["value"]  # the whole process includes the baseline
+    assert rows[3]["note"].endswith("same probabilities as in memory: True")
+
+
+def test_the_generated_breakhis_tree_is_what_load_breakhis_reads(tmp_path):
+    from benchmarks.bench_whole_magnification import write_breakhis_tree
+    from skhybrid.datasets import load_breakhis
+
+    write_breakhis_tree(tmp_path, 10)
+    data = load_breakhis(tmp_path, magnification=40, load_images=False, verbose=False)
+    assert len(data.filenames) == 10 and sorted(set(data.target)) == [0, 1]
+    assert len(set(data.patient)) == 4 and set(data.magnification) == {"40X"}
+    images = load_breakhis(tmp_path, verbose=False).images
+    assert images.shape == (10, 460, 700, 3)
+    assert len({image.tobytes() for image in images}) == 10  # every image distinct

@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import types
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,155 @@ def test_refits_and_grid_search_release_earlier_models(data: Any) -> None:
     assert len(survivors) == 1, f"{len(survivors)} of 5 trained models still alive"
     assert survivors[0][0]() is search.best_estimator_.module_
     assert all(optimizer() is None for _, optimizer, _ in _TRAINED[:4])
+
+
+# -- (c) a whole magnification: no copy of the tiles, and tiles that live on disk ----------------
+class _DatasetSpy(Callback):
+    """Keeps the arrays behind the training and validation datasets of the first epoch."""
+
+    def on_epoch_begin(
+        self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any
+    ) -> None:
+        if not hasattr(self, "seen_"):
+            self.seen_ = [(d.dataset.X, d.indices) for d in (dataset_train, dataset_valid)]
+
+
+def _is_file_backed(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is a file mapping (its chain of bases ends in an mmap)."""
+    import mmap
+
+    while array is not None:
+        if isinstance(array, mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
+def test_training_and_validation_read_the_bag_array_itself(data: Any) -> None:
+    """fit flattens the bags to a view and splits off the validation set by index: the tiles
+    are never copied (a whole BreakHis magnification is 2.7 GB of tiles; a copy in the split
+    or the dataset would make the peak 2x that, see docs/performance.md)."""
+    bags, y, patients = data
+    spy = _DatasetSpy()
+    tiny_cnn(max_epochs=1, valid_size=0.25, callbacks=[("spy", spy)]).fit(bags, y, groups=patients)
+    (train_x, train_rows), (valid_x, valid_rows) = spy.seen_
+    for x in (train_x, valid_x):
+        assert np.shares_memory(x, bags), "the training data is a copy of the bags"
+        assert x.shape == (bags.shape[0] * bags.shape[1], *bags.shape[2:])
+    assert len(train_rows) + len(valid_rows) == bags.shape[0] * bags.shape[1]
+    # Control: the probe sees a copy.
+    assert not np.shares_memory(np.array(bags).reshape(train_x.shape), bags)
+
+
+def test_a_batch_is_a_view_of_the_tiles_unless_they_are_read_only(tmp_path: Path) -> None:
+    from skhybrid.estimators._data import ArrayDataset
+
+    tiles = np.random.default_rng(0).integers(0, 256, (10, 4, 4, 3), dtype=np.uint8)
+    batch, _ = ArrayDataset(tiles).__getitems__(range(2, 6))  # consecutive rows: prediction
+    assert np.shares_memory(batch.numpy(), tiles)
+    np.save(tmp_path / "tiles.npy", tiles)
+    mapped = np.load(tmp_path / "tiles.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps read-only memory
+        batch, _ = ArrayDataset(mapped).__getitems__(range(2, 6))
+    assert not np.shares_memory(batch.numpy(), mapped) and batch.numpy().flags.writeable
+    np.testing.assert_array_equal(batch.numpy(), tiles[2:6])
+
+
+def test_tile_to_memmap_writes_the_tiler_output_to_disk(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from skhybrid.tiling import SubImageTiler, tile_to_memmap
+
+    images = np.random.default_rng(1).integers(0, 256, (5, 30, 45, 3), dtype=np.uint8)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    params = {"grid": (2, 3), "tile_size": (8, 8), "batch_size": 2}  # 3 batches
+    tiler = SubImageTiler(**params)
+    bags = tile_to_memmap(paths, tmp_path / "bags.npy", tiler)
+    expected = SubImageTiler(grid=(2, 3), tile_size=(8, 8)).fit_transform(images)
+    assert isinstance(bags, np.memmap) and bags.shape == (5, 6, 8, 8, 3)
+    np.testing.assert_array_equal(bags, expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "bags.npy"), expected)
+    # An array of file names, as load_breakhis(load_images=False).filenames gives them.
+    np.testing.assert_array_equal(
+        tile_to_memmap(np.array(paths), tmp_path / "names.npy", SubImageTiler(**params)), expected
+    )
+    # Native tile size (no resize): the shape comes from the images.
+    native = tile_to_memmap(images, tmp_path / "native.npy", SubImageTiler(grid=(2, 3)))
+    np.testing.assert_array_equal(native, SubImageTiler(grid=(2, 3)).fit_transform(images))
+    # Chunks of a larger array: out= takes a slice along the first axis.
+    out = np.zeros((5, 6, 8, 8, 3), np.uint8)
+    tiler.transform(paths[:3], out=out[:3])
+    tiler.transform(paths[3:], out=out[3:])
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("out", "match"),
+    [
+        (np.zeros((2, 6, 8, 8, 3), np.uint8), "shape"),  # 2 bags for 3 images
+        (np.zeros((3, 6, 8, 8, 3), np.float32), "uint8"),
+        (np.zeros((3, 6, 8, 8, 4), np.uint8), "shape"),
+        (np.zeros((3, 6, 8, 9, 3), np.uint8), "bags of shape"),  # wrong tile size
+        (np.zeros((3, 6, 8, 16, 3), np.uint8)[:, :, :, ::2], "C-contiguous"),
+    ],
+)
+def test_transform_out_rejects_buffers_it_cannot_fill(out: np.ndarray, match: str) -> None:
+    from skhybrid.tiling import SubImageTiler
+
+    images = np.zeros((3, 30, 45, 3), np.uint8)
+    tiler = SubImageTiler(grid=(2, 3), tile_size=(8, 8)).fit(images)
+    with pytest.raises(ValueError, match=match):
+        tiler.transform(images, out=out)
+    read_only = np.zeros((3, 6, 8, 8, 3), np.uint8)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        tiler.transform(images, out=read_only)
+
+
+def test_training_from_a_memmap_reads_the_file(tmp_path: Path, data: Any) -> None:
+    """Bags on disk (np.load(..., mmap_mode="r")) train and predict like bags in memory,
+    without a warning, and the training dataset is the file mapping, not a loaded copy."""
+    bags, y, patients = data
+    np.save(tmp_path / "bags.npy", bags)
+    mapped = np.load(tmp_path / "bags.npy", mmap_mode="r")
+    spy = _DatasetSpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        on_disk = tiny_cnn(max_epochs=1, callbacks=[("spy", spy)]).fit(mapped, y, groups=patients)
+        proba = on_disk.predict_proba(mapped)
+    assert all(_is_file_backed(x) for x, _ in spy.seen_)
+    assert not _is_file_backed(np.array(mapped))  # control: a loaded copy is not
+    in_memory = tiny_cnn(max_epochs=1).fit(bags, y, groups=patients)
+    np.testing.assert_allclose(proba, in_memory.predict_proba(bags), atol=1e-6)
+
+
+def test_tiling_from_paths_holds_one_batch_of_decoded_images(tmp_path: Path) -> None:
+    """Files are decoded straight into one batch array: the temporaries of transform are one
+    batch of images plus the decoding of one image (Pillow's ``tobytes`` holds ~3 images'
+    worth), not a list of decoded images and its stacked copy (2 batches), nor the previous
+    batch still alive while the next one decodes (2 batches)."""
+    import tracemalloc  # numpy reports its allocations to tracemalloc
+
+    from PIL import Image
+
+    from skhybrid.tiling import SubImageTiler
+
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(24):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)).save(paths[-1])
+    tiler = SubImageTiler(grid=(3, 3), batch_size=12).fit(paths)  # two batches
+    batch = 12 * 60 * 90 * 3
+    tracemalloc.start()
+    try:
+        bags = tiler.transform(paths)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    temporaries = peak - bags.nbytes
+    assert batch <= temporaries < 1.6 * batch, temporaries / batch

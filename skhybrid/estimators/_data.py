@@ -22,6 +22,7 @@ __all__ = [
     "ArrayDataset",
     "FitInputs",
     "batch_passthrough",
+    "batch_tensor",
     "encode_labels",
     "group_train_valid_split",
     "pooled_features_into",
@@ -86,6 +87,20 @@ def prepare_predict_tiles(X: Any) -> tuple[np.ndarray, int | None]:
     return check_image_array(array, what="images (or tiles)"), None
 
 
+def batch_tensor(array: np.ndarray) -> torch.Tensor:
+    """One batch of rows as a CPU tensor, sharing memory with ``array`` where it can.
+
+    A contiguous slice (consecutive rows, as in prediction) is wrapped, not copied. A
+    read-only array (e.g. bags opened with ``np.load(path, mmap_mode="r")``, see
+    :func:`~skhybrid.tiling.tile_to_memmap`) gets a copy of this batch only: torch cannot
+    wrap read-only memory safely, and copying one batch keeps the whole array on disk.
+    """
+    batch = np.ascontiguousarray(array)
+    if not batch.flags.writeable:
+        batch = batch.copy()
+    return torch.from_numpy(batch)
+
+
 def pooled_features_into(
     out: torch.Tensor,
     module: torch.nn.Module,
@@ -103,7 +118,7 @@ def pooled_features_into(
     """
     with torch.no_grad(), autocast(device, precision):
         for start in range(0, len(tiles), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(tiles[start : start + batch_size]))
+            batch = batch_tensor(tiles[start : start + batch_size])
             features = module.pooled_features(batch.to(device, non_blocking=True))
             out[start : start + len(batch)] = features
     return out
@@ -175,7 +190,7 @@ class ArrayDataset(torch.utils.data.Dataset):
             selector: Any = slice(int(index[0]), int(index[0]) + n)
         else:
             selector = index
-        x: Any = torch.from_numpy(np.ascontiguousarray(self.X[selector]))
+        x: Any = batch_tensor(self.X[selector])
         if self.with_index:
             x = {"images": x, "index": torch.from_numpy(index)}
         if self.y is None:
