@@ -322,6 +322,19 @@ def _model_options(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     )
 
 
+def _target_option(parser: argparse.ArgumentParser) -> None:
+    from .datasets._breakhis import TARGETS
+
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="binary",
+        help="binary: benign vs malignant (the paper); subtype: the eight BreakHis subtypes "
+        "(per-class report, confusion_matrix.png; self-learning keeps benign-subtype images "
+        "and lets malignant tiles fall back to a benign subtype)",
+    )
+
+
 def _protocol_options(parser: argparse.ArgumentParser) -> None:
     from .splits import PROTOCOLS
     from .workflow import DEFAULT_TEST_SIZE, RELABELERS
@@ -554,6 +567,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _model_options(demo, demo=True)
     _protocol_options(demo)
+    _target_option(demo)
     _quiet_option(demo, "no progress messages or epoch table")
     demo.add_argument(
         "--overwrite",
@@ -589,6 +603,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _model_options(train, demo=False)
     _protocol_options(train)
+    _target_option(train)
     _cross_validation_options(train)
     _quiet_option(train, "no progress bar, messages or epoch table")
     _fault_options(train, on_error="raise", out="--out")
@@ -608,6 +623,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "data_dir", type=Path, help="BreakHis folder of patients the model has not seen"
     )
     _magnification_option(evaluate)
+    _target_option(evaluate)
     evaluate.add_argument(
         "--out",
         type=Path,
@@ -688,7 +704,12 @@ def _print_result(result: Any) -> None:
             "\nWARNING: random split of tiles: tiles of one image sit on both sides; these "
             "scores overstate performance on new patients."
         )
-    print("\n" + format_reports(result.reports))
+    binary = {k: r for k, r in result.reports.items() if not hasattr(r, "per_class")}
+    if binary:
+        print("\n" + format_reports(binary))
+    for level, report in result.reports.items():
+        if level not in binary:  # k classes (--target subtype): the per-class table
+            print(f"\n{level} level, {len(report.labels)} classes:\n{report}")
     if result.patient_score is not None:
         print(f"\nPatient recognition rate: {result.patient_score:.4f}")
 
@@ -888,17 +909,11 @@ def _score_files(
 def _image_scores(
     classifier: Any, image_proba: np.ndarray, y: np.ndarray, patients: Any
 ) -> tuple[dict[str, Any], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The image report of ``score_images`` from probabilities computed batch by batch."""
-    from .class_roles import roles_of
-    from .metrics import binary_report, patient_score
-    from .workflow import ZERO_DIVISION
+    """The image reports of probabilities computed batch by batch (one home:
+    :func:`skhybrid.workflow.image_reports`)."""
+    from .workflow import image_reports
 
-    positive = roles_of(classifier).positive_index
-    predicted = np.asarray(classifier.classes_)[image_proba.argmax(axis=1)]
-    score = image_proba[:, positive]
-    reports = {"image": binary_report(y, predicted, score, zero_division=ZERO_DIVISION)}
-    rate = None if patients is None else patient_score(y, predicted, patients)
-    return reports, rate, {"image": (y, score)}
+    return image_reports(classifier, y, image_proba, patients)
 
 
 def _expand_images(inputs: Sequence[Path], on_error: str) -> tuple[list[Path], list[dict]]:
@@ -1082,19 +1097,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _check_out_dir(args.out, args.overwrite, "demo")
     _check_weights_file(args.weights, args.backbone)
+    subtypes = args.target == "subtype"
     data = make_histology(
         n_images=args.n_images,
         image_size=args.image_size,
         difficulty=args.difficulty,
+        subtypes=subtypes,
+        target=args.target,
         random_state=args.seed,
     )
     names = np.asarray(data.target_names)
+    # Ground-truth tile labels in the classes the model learns (subtypes: a benign tile of a
+    # malignant image shows a benign subtype).
+    tile_truth = (
+        np.asarray(data.subtype_names)[data.tile_subtype] if subtypes else names[data.tile_target]
+    )
     if not args.quiet:
         print(
             f"Synthetic data set: {len(data.target)} images of {args.image_size[0]}x"
-            f"{args.image_size[1]}, {len(np.unique(data.patient))} patients."
+            f"{args.image_size[1]}, {len(np.unique(data.patient))} patients"
+            + (", eight subtypes." if subtypes else ".")
         )
-    return _run(args, data.images, names[data.target], data.patient, names[data.tile_target])
+    return _run(args, data.images, names[data.target], data.patient, tile_truth)
 
 
 def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
@@ -1110,6 +1134,7 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
             magnification=args.magnification,
             n_jobs=getattr(args, "n_jobs", None),  # evaluate reads pixels later, batch by batch
             load_images=load_images,
+            target=getattr(args, "target", "binary"),
             on_error=args.on_error,
             verbose=not args.quiet,
         )
@@ -1123,6 +1148,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UserError(
             f"--cv folds are patient-wise; it cannot be combined with --split {args.split}."
         )
+    if args.cv is not None and args.target != "binary":
+        raise UserError("--cv reports binary metrics with intervals; use it with --target binary.")
     data = _load_breakhis(args, load_images=True)
     names = np.asarray(data.target_names)
     if not args.quiet:

@@ -134,7 +134,8 @@ def write_outputs(
         ``"skipped"`` field of ``report.json`` (an empty list says none was) when given.
     predictions : sequence of dict, default=None
         Rows of :func:`prediction_rows`, written as ``predictions.csv``; ``patients.csv``
-        (:func:`patient_rows`) is written from them. Nothing is written when empty.
+        (:func:`patient_rows`) is written from them, and with more than two classes the image
+        confusion matrix (``confusion_matrix.png``). Nothing is written when empty.
 
     Returns
     -------
@@ -154,6 +155,8 @@ def write_outputs(
         (out / "self_learning_history.md").write_text(history_table + "\n")
         written.append(out / "self_learning_history.md")
     written += _write_plots(out, curves or {})
+    if predictions:
+        written += _write_confusion_matrix(out / "confusion_matrix.png", predictions)
     if model is not None:
         from .model_io import save_model
 
@@ -178,6 +181,26 @@ def _write_plots(out: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) ->
     except ImportError as exc:
         warnings.warn(f"Plots skipped: {exc}", stacklevel=3)
         return []
+
+
+def _write_confusion_matrix(path: Path, predictions: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """The image confusion matrix of k > 2 classes (subtypes), class names on both axes.
+
+    Binary runs have their counts in the report (tp/fp/fn/tn) and their ROC and PR curves; a
+    k-class run has no single positive class, so its matrix is the picture to read.
+    """
+    classes = [key[len("proba_") :] for key in predictions[0] if key.startswith("proba_")]
+    if len(classes) <= 2:
+        return []
+    try:
+        from .metrics import plot_confusion_matrix
+    except ImportError as exc:  # pragma: no cover - matplotlib missing
+        warnings.warn(f"Plots skipped: {exc}", stacklevel=3)
+        return []
+    truth = [str(row["true_label"]) for row in predictions]
+    predicted = [str(row["predicted_label"]) for row in predictions]
+    plot_confusion_matrix(truth, predicted, path, labels=classes, display_labels=classes)
+    return [path]
 
 
 def _plot_levels(plot: Any, curves: dict, path: Path) -> bool:
@@ -275,17 +298,22 @@ def prediction_rows(
     -------
     list of dict
         Keys: ``columns``, ``true_label``, ``predicted_label``, ``correct`` (0/1),
-        ``proba_<class>`` for each class and ``tile_proba_<positive class>``.
+        ``proba_<class>`` for each class and ``tile_proba_<positive class>`` (with k > 2
+        classes ``tile_class``: each tile's most probable class).
     """
     classes = np.asarray(classes)
     proba = np.asarray(proba, dtype=float)
     y_true = np.asarray(y_true)
     y_pred = classes[proba.argmax(axis=1)] if y_pred is None else np.asarray(y_pred)
     columns = dict(columns or {})
-    positive = positive_label(classes)
-    tiles = None
-    if tile_proba is not None:
+    # Binary: each tile's probability of the positive class. k classes (subtypes): no single
+    # positive class, so each tile's most probable class.
+    positive = positive_label(classes) if len(classes) == 2 else None
+    tiles = tile_classes = None
+    if tile_proba is not None and positive is not None:
         tiles = np.asarray(tile_proba, dtype=float)[..., list(classes).index(positive)]
+    elif tile_proba is not None:
+        tile_classes = classes[np.asarray(tile_proba).argmax(axis=-1)]
     rows = []
     for i in range(len(y_true)):
         row = {name: _plain(np.asarray(values)[i]) for name, values in columns.items()}
@@ -298,6 +326,8 @@ def prediction_rows(
             row[f"tile_proba_{_plain(positive)}"] = ";".join(
                 f"{p:.{CSV_DIGITS}f}" for p in tiles[i]
             )
+        if tile_classes is not None:
+            row["tile_class"] = ";".join(str(_plain(c)) for c in tile_classes[i])
         rows.append(row)
     return rows
 

@@ -27,9 +27,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
 
-from .class_roles import resolve_class_roles, roles_of
+from .class_roles import resolve_class_roles, resolve_negative_classes, roles_of
 from .exceptions import DataError, UserError
-from .metrics import BinaryReport, binary_report, patient_score
+from .metrics import BinaryReport, binary_report, multiclass_report, patient_score
 from .reporting import format_self_learning_history, prediction_rows, utc_now, write_outputs
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
 from .tiling import SubImageTiler, flatten_bags
@@ -169,7 +169,7 @@ class ExperimentResult:
     """
 
     protocol: str
-    reports: dict[str, BinaryReport]
+    reports: dict[str, Any]  # BinaryReport, or MulticlassReport with k > 2 classes
     patient_score: float | None
     history: list[dict[str, Any]]
     history_table: str
@@ -368,7 +368,7 @@ def _self_learning_step(
 
 @dataclass
 class _ProtocolResult:
-    reports: dict[str, BinaryReport]
+    reports: dict[str, Any]
     patient_score: float | None
     curves: dict[str, tuple[np.ndarray, np.ndarray]]
     relabeling: _Relabeling
@@ -452,17 +452,11 @@ def _run_paper_protocol(
         "have tiles on both sides."
     )
     classifier.fit(tiles[train], tile_y[train])
-    positive = _positive_column(classifier)
     proba = classifier.predict_proba(tiles[test])
-    pred = np.asarray(classifier.classes_)[proba.argmax(axis=1)]
-    levels = {"tile (corrected labels)": tile_y[test]}
+    levels = {"tile (corrected labels)": (tile_y[test], proba)}
     if tile_truth is not None:
-        levels["tile"] = tile_truth.reshape(-1)[test]
-    reports = {
-        level: binary_report(truth, pred, proba[:, positive], zero_division=ZERO_DIVISION)
-        for level, truth in levels.items()
-    }
-    curves = {level: (truth, proba[:, positive]) for level, truth in levels.items()}
+        levels["tile"] = (tile_truth.reshape(-1)[test], proba)
+    reports, curves = _level_reports(classifier, levels)
     return _ProtocolResult(reports, None, curves, relabeling, {}, len(train), len(test))
 
 
@@ -550,6 +544,10 @@ def run_experiment(
     if "aggregation" in classifier.get_params(deep=False):
         # Decided here, once, for every caller (the command line passes None too).
         classifier.set_params(aggregation=aggregation or default_aggregation(self_learning_rounds))
+    if classifier.get_params(deep=False).get("classes", "absent") is None:
+        # Every class of the data set, even one whose patients all land in the test set (a
+        # subtype with few patients): the model's columns and the reports then cover them all.
+        classifier.set_params(classes=np.unique(y))
     log = _logger(verbose)
     started, started_utc = time.perf_counter(), utc_now()
 
@@ -1023,31 +1021,80 @@ def _score_bags(
 
 def _score_bags_full(
     classifier: Any, bags: np.ndarray, y: np.ndarray, patients: Any, tile_truth: Any
-) -> tuple[
-    dict[str, BinaryReport],
-    float | None,
-    dict[str, tuple[np.ndarray, np.ndarray]],
-    tuple[np.ndarray, np.ndarray],
-]:
+) -> tuple[dict[str, Any], float | None, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """:func:`_score_bags` and the probabilities it scored: image ``(n, k)``, tiles ``(n, T, k)``."""
-    positive = _positive_column(classifier)
-    classes = np.asarray(classifier.classes_)
     tile_proba = classifier.predict_proba_tiles(bags)
     image_proba = classifier.predict_proba(bags)
-    image_pred = classes[image_proba.argmax(axis=1)]
-    reports = {
-        "image": binary_report(y, image_pred, image_proba[:, positive], zero_division=ZERO_DIVISION)
-    }
-    curves = {"image": (y, image_proba[:, positive])}
-    if tile_truth is not None:
-        flat = tile_proba.reshape(-1, len(classes))
-        truth = np.asarray(tile_truth).reshape(-1)
-        reports["tile"] = binary_report(
-            truth, classes[flat.argmax(axis=1)], flat[:, positive], zero_division=ZERO_DIVISION
-        )
-        curves["tile"] = (truth, flat[:, positive])
-    rate = None if patients is None else patient_score(y, image_pred, patients)
+    reports, rate, curves = image_reports(
+        classifier, y, image_proba, patients, tile_truth=tile_truth, tile_proba=tile_proba
+    )
     return reports, rate, curves, (image_proba, tile_proba)
+
+
+def image_reports(
+    classifier: Any,
+    y: Any,
+    image_proba: np.ndarray,
+    patients: Any = None,
+    *,
+    tile_truth: Any = None,
+    tile_proba: np.ndarray | None = None,
+) -> tuple[dict[str, Any], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The reports of a fitted classifier's probabilities: one home for every command.
+
+    Two classes: :func:`~skhybrid.metrics.binary_report` per level (the positive class by
+    :mod:`skhybrid.class_roles`, honouring the classifier's ``negative_class``) and the curves
+    to plot. More classes (the BreakHis subtypes): :func:`~skhybrid.metrics.multiclass_report`
+    per level, no curves (the confusion matrix is drawn from ``predictions.csv``).
+
+    Parameters
+    ----------
+    classifier : fitted classifier
+        Its ``classes_`` are the columns of the probabilities.
+    y : array-like of shape (n,)
+        True image labels.
+    image_proba : ndarray of shape (n, k)
+    patients : array-like of shape (n,), optional
+        For the patient recognition rate.
+    tile_truth, tile_proba : arrays of shape (n, T) and (n, T, k), optional
+        For a tile-level report.
+
+    Returns
+    -------
+    reports : dict of str to BinaryReport or MulticlassReport
+    patient_rate : float or None
+    curves : dict of str to (y_true, positive_scores)
+    """
+    classes = np.asarray(classifier.classes_)
+    y = np.asarray(y)
+    levels = {"image": (y, image_proba)}
+    if tile_truth is not None and tile_proba is not None:
+        levels["tile"] = (np.asarray(tile_truth).reshape(-1), tile_proba.reshape(-1, len(classes)))
+    rate = None
+    if patients is not None:
+        rate = patient_score(y, classes[image_proba.argmax(axis=1)], patients)
+    reports, curves = _level_reports(classifier, levels)
+    return reports, rate, curves
+
+
+def _level_reports(
+    classifier: Any, levels: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``{level: (truth, proba)}`` -> reports and curves (see :func:`image_reports`)."""
+    classes = np.asarray(classifier.classes_)
+    reports: dict[str, Any] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    positive = _positive_column(classifier) if len(classes) == 2 else None
+    for level, (truth, proba) in levels.items():
+        pred = classes[proba.argmax(axis=1)]
+        if positive is None:  # k classes: no single positive class, no curves
+            reports[level] = multiclass_report(
+                truth, pred, proba, labels=classes, zero_division=ZERO_DIVISION
+            )
+            continue
+        reports[level] = binary_report(truth, pred, proba[:, positive], zero_division=ZERO_DIVISION)
+        curves[level] = (truth, proba[:, positive])
+    return reports, curves
 
 
 def _is_plain(value: Any) -> bool:
@@ -1062,13 +1109,29 @@ POSITIVE = POSITIVE_NAME  # kept for code that imported it
 def _as_named_labels(y: Any, tile_truth: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Image (and tile) labels as strings, their roles decided by :mod:`skhybrid.class_roles`.
 
-    Numbers are named ``'benign'`` (the negative class by the rule, e.g. 0) and
-    ``'malignant'``; strings are kept as they are, once the rule can tell their roles.
+    Two numeric classes are named ``'benign'`` (the negative class by the rule, e.g. 0) and
+    ``'malignant'``; strings are kept as they are, once the rule can tell their roles. More
+    than two classes (the BreakHis subtypes) must be names, so that reports and
+    ``predictions.csv`` read well and the benign subtypes are recognised
+    (:func:`skhybrid.class_roles.resolve_negative_classes`): pass ``target_names[target]``.
     """
     y = np.asarray(y)
     classes = np.unique(y)
-    if len(classes) != 2:
-        raise DataError(f"The images need labels of exactly two classes, got {classes.tolist()!r}.")
+    if len(classes) < 2:
+        raise DataError(
+            f"The images need labels of at least two classes, got {classes.tolist()!r}."
+        )
+    if len(classes) > 2:
+        if y.dtype.kind in "iufb":
+            raise DataError(
+                f"{len(classes)} numeric classes {classes.tolist()}: pass their names "
+                "(e.g. data.target_names[data.target]) so the benign subtypes can be told apart."
+            )
+        try:
+            resolve_negative_classes(classes)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+        return y.astype(str), None if tile_truth is None else np.asarray(tile_truth).astype(str)
     try:
         roles = resolve_class_roles(classes)
     except ValueError as exc:

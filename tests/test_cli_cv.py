@@ -25,7 +25,18 @@ from skhybrid.model_io import load_model
 from skhybrid.reporting import PROVENANCE_PACKAGES
 
 K, R = 3, 2
-TINY = ["--tile-size", "16", "--backbone", "resnet18", "--epochs", "1", "--batch-size", "32"]
+TINY = [
+    "--tile-size",
+    "16",
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+]
 
 
 def read_csv(path):

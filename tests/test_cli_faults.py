@@ -22,7 +22,17 @@ from skhybrid._images import UnreadableImageError, load_rgb, one_image
 from skhybrid.cli import main
 from skhybrid.datasets import load_breakhis
 
-TINY_MODEL = ["--backbone", "resnet18", "--epochs", "1", "--batch-size", "32", "-q"]
+TINY_MODEL = [
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "-q",
+]
 SIZE = (46, 70)
 N_GOOD = 16  # make_breakhis_tree(n_per_class=8)
 

@@ -185,12 +185,21 @@ def test_weighted_loss_matches_torch_weighted_cross_entropy():
     torch.testing.assert_close(clf.criterion_(logits, target), expected)
 
 
+def test_balanced_with_a_fixed_class_absent_from_the_tiles_balances_the_present_ones():
+    # A subtype whose patients all sit in the test set: `classes=` keeps its column.
+    X, y = tiles_and_labels(8, seed=6)
+    clf = CNNClassifier("resnet18", weights=None, max_epochs=1, valid_size=None, **TINY,
+                        class_weight="balanced", classes=["benign", "malignant", "normal"])  # fmt: skip
+    clf.fit(X, y)
+    present = compute_class_weight("balanced", classes=np.unique(y), y=np.asarray(y).ravel())
+    np.testing.assert_allclose(clf.class_weight_, [*present, 1.0])
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"class_weight": {"tumour": 2.0}}, r"not classes: \['tumour'\]"),
         ({"class_weight": {"benign": -1.0}}, "finite and >= 0"),
-        ({"class_weight": "balanced", "classes": ["benign", "malignant", "normal"]}, "'normal'"),
         ({"class_weight": "balanced", "criterion__weight": torch.ones(2)}, "not both"),
         ({"class_weight": "balanced", "criterion": nn.MSELoss}, "criterion class taking"),
     ],

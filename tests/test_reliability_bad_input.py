@@ -627,7 +627,7 @@ CASES: list[Case] = [
         "string labels without a known class name",
         lambda c: tiny_relabeler().fit(c.bags, np.array(["a", "c"] * 6)),
         ValueError,
-        "pass negative_class=",
+        "Pass negative_class=",
     ),
     Case(
         SLR,

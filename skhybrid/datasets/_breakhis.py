@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .._images import UnreadableImageError, to_rgb_image
 from ..exceptions import DataError, PathNotFoundError, UserError
 
-__all__ = ["BREAKHIS_SUBTYPES", "load_breakhis", "parse_breakhis_filename"]
+__all__ = ["BREAKHIS_SUBTYPES", "TARGETS", "load_breakhis", "parse_breakhis_filename"]
 
 #: File-name code -> BreakHis folder name, benign subtypes first; the order of the
 #: ``target="subtype"`` labels.
@@ -34,6 +34,8 @@ BREAKHIS_SUBTYPES = {
     "PC": "papillary_carcinoma",
 }
 _BENIGN_CODES = ("A", "F", "PT", "TA")
+#: The label sets of ``target=``: benign/malignant, or the eight subtypes.
+TARGETS = ("binary", "subtype")
 _MAGNIFICATIONS = ("40X", "100X", "200X", "400X")
 
 # SOB_<B|M>_<subtype>-<year>-<slide>-<magnification>-<sequence>.png
@@ -387,7 +389,7 @@ def load_breakhis(
     (2013, 460, 700, 3)
     """
     root = Path(root).expanduser()
-    _check_option(target, "target", ("binary", "subtype"))
+    _check_option(target, "target", TARGETS)
     _check_option(on_size_mismatch, "on_size_mismatch", ("resize", "error"))
     _check_option(on_error, "on_error", ("raise", "skip"))
     magnifications = _normalise_magnifications(magnification)

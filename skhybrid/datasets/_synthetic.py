@@ -20,7 +20,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..tiling import _check_pair, tile_boxes, tile_edges
-from ._breakhis import _BENIGN_CODES, BREAKHIS_SUBTYPES
+from ._breakhis import _BENIGN_CODES, BREAKHIS_SUBTYPES, TARGETS
 
 __all__ = ["make_histology", "tile_slices"]
 
@@ -947,7 +947,7 @@ def _touches(mask: np.ndarray) -> np.ndarray:
         "difficulty": [Interval(numbers.Real, 0, 1, closed="both")],
         "stain_variation": [Interval(numbers.Real, 0, None, closed="left")],
         "subtypes": ["boolean"],
-        "target": [StrOptions({"binary", "subtype"})],
+        "target": [StrOptions(set(TARGETS))],
         "stain_shift": [Interval(numbers.Real, 0, 1, closed="both")],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],

@@ -255,8 +255,8 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         """Loss weight of each class of ``classes_`` from ``class_weight`` and the tile codes.
 
         scikit-learn's :func:`~sklearn.utils.class_weight.compute_class_weight`, with clearer
-        errors for the two mistakes it reports obscurely or not at all: a dict key that is
-        not a class, and ``"balanced"`` with a class absent from the training labels.
+        errors for a dict key that is not a class; ``"balanced"`` with a class absent from
+        the training labels (possible with ``classes=``) balances the classes present.
         """
         classes = self.classes_
         class_weight = self.class_weight
@@ -278,11 +278,13 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         else:  # "balanced"
             counts = np.bincount(codes, minlength=len(classes))
             if not counts.all():
-                missing = classes[counts == 0].tolist()
-                raise ValueError(
-                    f"class_weight='balanced' needs every class in y; no training labels of "
-                    f"{missing}."
-                )
+                # A class fixed by `classes=` but absent from these tiles (a subtype whose
+                # patients are all in the test set): balanced over the classes present, weight
+                # 1 for the absent ones, which has no effect, since no tile carries their label.
+                present = counts > 0
+                weights = np.ones(len(classes), dtype=np.float64)
+                weights[present] = len(codes) / (present.sum() * counts[present])
+                return weights
         # Classes missing from a dict weigh 1, as in scikit-learn.
         return compute_class_weight(class_weight, classes=classes, y=classes[codes])
 

@@ -16,6 +16,7 @@ of record; :func:`multiclass_report` works for any number of classes, two includ
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,6 +317,10 @@ def multiclass_report(
     else:
         auc = _ovr_auc(y_true, _check_scores(y_score, len(y_true), labels), labels)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    with warnings.catch_warnings():
+        # A fold often lacks a subtype that the model still predicts: expected, not news.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
     return MulticlassReport(
         labels=tuple(_plain(label) for label in labels),
         target_names=names,
@@ -328,7 +333,7 @@ def multiclass_report(
         weighted=averages["weighted"],
         accuracy=float(accuracy_score(y_true, y_pred)),
         # Recall averaged over the classes present in y_true (scikit-learn's definition).
-        balanced_accuracy=float(balanced_accuracy_score(y_true, y_pred)),
+        balanced_accuracy=balanced,
         macro_auc=_mean_defined(auc),
         patient_score=math.nan if patients is None else patient_score(y_true, y_pred, patients),
         confusion_matrix=tuple(tuple(int(c) for c in row) for row in matrix),
