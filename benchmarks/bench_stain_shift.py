@@ -24,6 +24,8 @@ A with no remedy (goal: at least 90 % of it), and the ROC AUC likewise (informat
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -200,15 +202,15 @@ def rows_from(results: list[tuple], setup: str) -> list[dict[str, Any]]:
     return rows
 
 
-class _one_thread:
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
     """Train on one thread (a shared machine), restoring torch's setting afterwards."""
-
-    def __enter__(self) -> None:
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: Any) -> None:
-        torch.set_num_threads(self.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
