@@ -40,6 +40,7 @@ from ..class_roles import resolve_negative_classes
 from ..nn import available_backbones
 from ..nn.augment import random_dihedral
 from ..nn.backbones import is_backbone_name
+from ..nn.stain_augment import random_stain_jitter
 from ..tiling import unflatten_tiles
 from ._aggregate import AGGREGATIONS, aggregate_proba
 from ._callbacks import (
@@ -66,7 +67,7 @@ from ._runtime import (
     seeded_torch,
 )
 
-__all__ = ["AUTO_FREEZE_EPOCHS", "TileNetClassifier"]
+__all__ = ["AUGMENTATIONS", "AUTO_FREEZE_EPOCHS", "TileNetClassifier", "resolve_augment"]
 
 # Estimator parameters that may hold an nn.Module and must stay plain attributes: skorch's
 # __setattr__ would otherwise register a module assigned after __init__ as a net component.
@@ -98,6 +99,50 @@ WEIGHTS_CONSTRAINT = [str, os.PathLike, None]
 #: Phase-1 epochs of ``freeze_epochs="auto"`` when the CNN starts from pretrained weights.
 AUTO_FREEZE_EPOCHS = 10
 
+#: The names ``augment`` accepts, in the order they are applied: ``"dihedral"``, random flips
+#: and 90-degree rotations (:func:`~skhybrid.nn.augment.random_dihedral`); ``"stain"``, random
+#: HED stain jitter (:func:`~skhybrid.nn.stain_augment.random_stain_jitter`).
+AUGMENTATIONS = ("dihedral", "stain")
+
+
+class _AugmentationList(StrOptions):
+    """A list or tuple of names from :data:`AUGMENTATIONS` (e.g. ``["dihedral", "stain"]``).
+
+    A ``StrOptions`` subclass because scikit-learn accepts only its own constraint classes;
+    the names are its options, so the error message lists them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(set(AUGMENTATIONS))
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        return isinstance(val, (list, tuple)) and all(
+            isinstance(name, str) and name in self.options for name in val
+        )
+
+    def __str__(self) -> str:
+        return f"a list of names among {sorted(self.options)}"
+
+
+#: The constraint of ``augment``: a bool, one name, or a list of names.
+AUGMENT_CONSTRAINT = ["boolean", StrOptions(set(AUGMENTATIONS)), _AugmentationList()]
+
+
+def resolve_augment(augment: bool | str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The augmentations ``augment`` names, in the order of :data:`AUGMENTATIONS`.
+
+    ``False`` (or an empty list) is none; ``True`` is ``("dihedral",)``, what it meant before
+    stain jitter existed; a name or a list of names is those (repeats count once). The order
+    is fixed, whatever the list's order, so that ``["stain", "dihedral"]`` and
+    ``["dihedral", "stain"]`` draw the same random numbers and train the same model (the two
+    commute: one moves pixels, the other changes every pixel of an image alike).
+    Assumes a valid value (see :data:`AUGMENT_CONSTRAINT`).
+    """
+    if isinstance(augment, (bool, np.bool_)):
+        return ("dihedral",) if augment else ()
+    names = {augment} if isinstance(augment, str) else set(augment)
+    return tuple(name for name in AUGMENTATIONS if name in names)
+
 
 class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     """Base class of :class:`CNNClassifier` and :class:`HybridCNNLSTMClassifier`.
@@ -120,7 +165,8 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         "aggregation": [StrOptions(set(AGGREGATIONS))],
         "negative_class": "no_validation",  # any label; checked against classes_ when used
         "negative_classes": "no_validation",  # likewise, a collection of labels
-        "augment": ["boolean"],
+        "augment": AUGMENT_CONSTRAINT,
+        "stain_jitter": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
         "cache_features": ["boolean"],
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "valid_size": [Interval(numbers.Real, 0.0, 0.9, closed="both"), None],
@@ -144,7 +190,8 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         aggregation: str,
         negative_class: Any,
         negative_classes: Any,
-        augment: bool,
+        augment: bool | str | list[str],
+        stain_jitter: float,
         cache_features: bool,
         patience: int | None,
         valid_size: float | None,
@@ -170,6 +217,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self.negative_class = negative_class
         self.negative_classes = negative_classes
         self.augment = augment
+        self.stain_jitter = stain_jitter
         self.cache_features = cache_features
         self.patience = patience
         self.valid_size = valid_size
@@ -293,6 +341,7 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         state.setdefault("negative_class", None)
         state.setdefault("negative_classes", None)
         state.setdefault("class_weight", None)
+        state.setdefault("stain_jitter", 0.05)
         if "tile_shape_" in state and "freeze_epochs_" not in state:
             state["freeze_epochs_"] = state.get("freeze_epochs", 0)
         if "classes_inferred_" in state and "class_weight_" not in state:
@@ -432,10 +481,17 @@ class TileNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        if self.augment:
+        augmentations = resolve_augment(self.augment)
+        if augmentations:
             # New views every batch: no cached features apply, the row index is not needed.
+            # Per sample, on the device, from torch's global RNG (seeded from random_state).
             images = Xi["images"] if isinstance(Xi, Mapping) else Xi
-            Xi = random_dihedral(to_tensor(images, device=self.device_))
+            Xi = to_tensor(images, device=self.device_)
+            if "dihedral" in augmentations:
+                Xi = random_dihedral(Xi)
+            if "stain" in augmentations:
+                jitter = float(self.stain_jitter)
+                Xi = random_stain_jitter(Xi, sigma_scale=jitter, sigma_shift=jitter)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         loss.backward()

@@ -65,15 +65,26 @@ _COMMON_PARAMETERS = """
         names are recognised, integer subtype codes need ``negative_classes=[0, 1, 2, 3]``). An
         image is then benign only as far as its least benign tile is. The relabeler's
         parameter of the same name.
-    augment : bool, default=False
-        Random flips and 90-degree rotations of the training batches (on the device, seeded
-        by ``random_state``); non-square tiles get flips only. Not used in the paper.
+    augment : bool, {"dihedral", "stain"} or list of them, default=False
+        Random augmentation of the training batches, per tile, on the device, seeded by
+        ``random_state``; not used in the paper. ``"dihedral"`` (or ``True``): flips and
+        90-degree rotations (non-square tiles get flips only). ``"stain"``: HED stain jitter,
+        each tile's hematoxylin and eosin amounts scaled and shifted at random
+        (:func:`skhybrid.nn.stain_augment.random_stain_jitter`; ranges ``stain_jitter``), for
+        robustness to other labs' staining (see ``docs/stain.md``). A list such as
+        ``["dihedral", "stain"]`` applies both (in that order, whatever the list's order).
+        ``False`` (or ``[]``): none.
+    stain_jitter : float in [0, 1], default=0.05
+        Half-width of both ranges of ``augment="stain"``: hematoxylin and eosin
+        concentrations are scaled by ``U(1 - stain_jitter, 1 + stain_jitter)`` and shifted by
+        ``U(-stain_jitter, stain_jitter)`` optical density. 0.05 is Tellez et al.'s
+        "HED-light" setting, 0.2 their strong one. Not used without ``"stain"``.
     cache_features : bool, default=True
         Phase 1 with the CNN frozen: compute the CNN's pooled features of the training tiles
         once and reuse them every frozen epoch instead of running the backbone again (exact,
         since a frozen backbone is deterministic; several times faster per epoch). Needs
         ``n_tiles x C`` floats on the device during phase 1 only (17955 tiles of ResNet101:
-        147 MB). Not used with ``augment=True`` (every epoch sees new views) nor with
+        147 MB). Not used with any ``augment`` (every epoch sees new views) nor with
         ``rnn_input="cnn_map"`` (the LSTM reads the whole feature map).
     patience : int or None, default=None
         Stop when the validation loss has not improved for this many epochs. ``None`` trains
@@ -176,7 +187,8 @@ class CNNClassifier(TileNetClassifier):
         aggregation: str = "mean",
         negative_class: Any = None,
         negative_classes: Any = None,
-        augment: bool = False,
+        augment: bool | str | list[str] = False,
+        stain_jitter: float = 0.05,
         cache_features: bool = True,
         patience: int | None = None,
         valid_size: float | None = 0.2,
@@ -207,6 +219,7 @@ class CNNClassifier(TileNetClassifier):
             negative_class=negative_class,
             negative_classes=negative_classes,
             augment=augment,
+            stain_jitter=stain_jitter,
             cache_features=cache_features,
             patience=patience,
             valid_size=valid_size,
@@ -287,7 +300,8 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
         aggregation: str = "mean",
         negative_class: Any = None,
         negative_classes: Any = None,
-        augment: bool = False,
+        augment: bool | str | list[str] = False,
+        stain_jitter: float = 0.05,
         cache_features: bool = True,
         patience: int | None = None,
         valid_size: float | None = 0.2,
@@ -323,6 +337,7 @@ class HybridCNNLSTMClassifier(TileNetClassifier):
             negative_class=negative_class,
             negative_classes=negative_classes,
             augment=augment,
+            stain_jitter=stain_jitter,
             cache_features=cache_features,
             patience=patience,
             valid_size=valid_size,
