@@ -72,6 +72,16 @@ def _texture(images: np.ndarray) -> np.ndarray:
     return ColorTextureFeatures().fit_transform(images)
 
 
+def _texture_tiles(images: np.ndarray) -> np.ndarray:
+    """Colour/texture of the 4 tiles of a 2x2 grid: mean and spread over the tiles."""
+    from skhybrid import ColorTextureFeatures, SubImageTiler
+
+    per_tile = ColorTextureFeatures().fit_transform(
+        SubImageTiler(grid=(2, 2)).fit_transform(images)
+    )
+    return np.hstack([per_tile.mean(axis=1), per_tile.std(axis=1)])
+
+
 def _tiles_2x2(images: np.ndarray) -> np.ndarray:
     from skhybrid import SubImageTiler
 
@@ -93,18 +103,20 @@ VIEWS = {
     "rot90": lambda im: np.rot90(im, 1, axes=(1, 2)),
 }
 
+
+def _view_features(view: str) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda images: _cnn(np.ascontiguousarray(VIEWS[view](images)))
+
+
 FEATURE_SETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "texture": _texture,
+    "texture_tiles2x2": _texture_tiles,
     "eff224": lambda im: _cnn(im),
     "eff112": lambda im: _cnn(_resize(im, 112)),
     "eff224_random": lambda im: _cnn(im, weights=None),
     "eff_tiles2x2": _tiles_2x2,
     "eff224_stain": _stain_normalised,
-    **{
-        f"eff224_{view}": (lambda fn: lambda im: _cnn(np.ascontiguousarray(fn(im))))(fn)
-        for view, fn in VIEWS.items()
-        if view != "v0"
-    },
+    **{f"eff224_{view}": _view_features(view) for view in VIEWS if view != "v0"},
 }
 
 
@@ -137,7 +149,12 @@ def compute_features(
 # --------------------------------------------------------------------------- estimators
 
 
-def _select(columns: slice) -> Any:
+def _both(*columns: slice) -> list[int]:
+    """The column indices of several feature sets."""
+    return [i for c in columns for i in range(c.start, c.stop)]
+
+
+def _select(columns: slice | list[int]) -> Any:
     from sklearn.compose import ColumnTransformer
 
     return ColumnTransformer([("keep", "passthrough", columns)])
@@ -155,10 +172,36 @@ def _lr(columns: slice, class_weight: Any = "balanced", C: float = 1.0) -> Any:
     )
 
 
-def _ensemble(*members: Any) -> Any:
+def _ensemble(*members: Any, weights: Any = None) -> Any:
     from sklearn.ensemble import VotingClassifier
 
-    return VotingClassifier([(f"m{i}", m) for i, m in enumerate(members)], voting="soft")
+    return VotingClassifier(
+        [(f"m{i}", m) for i, m in enumerate(members)], voting="soft", weights=weights
+    )
+
+
+def _hgb(columns: slice) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        _select(columns),
+        HistGradientBoostingClassifier(
+            class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=0
+        ),
+    )
+
+
+def _svc(columns: slice) -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(
+        _select(columns),
+        StandardScaler(),
+        SVC(class_weight="balanced", probability=True, random_state=0),
+    )
 
 
 def _threshold(estimator: Any, calibration: str | None = None) -> Any:
@@ -204,6 +247,7 @@ def _tta(columns_per_view: list[slice], width: int) -> Any:
 
 def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
     """The candidates in the order they are run: name, settings, feature sets, estimator."""
+    cols = {**{name: slice(0, 0) for name in FEATURE_SETS}, **cols}  # sets not computed
     width = cols["eff224"].stop - cols["eff224"].start
     views = [cols["eff224"]] + [cols[f"eff224_{v}"] for v in VIEWS if v != "v0"]
 
@@ -243,7 +287,54 @@ def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
         row("ensemble 2x2 tiles + texture + threshold", "tile features instead of 224 px",
             ["eff_tiles2x2", "texture"],
             lambda: _threshold(_ensemble(_lr(cols["eff_tiles2x2"]), _lr(tex)))),
+        row("ensemble, texture weighted 2:1, + threshold", "soft vote weights (1, 2)",
+            ["eff224", "texture"],
+            lambda: _threshold(_ensemble(_lr(eff), _lr(tex), weights=[1, 2]))),
+        row("frozen effnet224 LR C=0.01", "balanced, C=0.01", ["eff224"],
+            lambda: _lr(eff, C=0.01)),
+        row("texture gradient boosting", "HistGradientBoosting, balanced", ["texture"],
+            lambda: _hgb(tex)),
+        row("texture RBF SVM", "SVC(class_weight='balanced', probability=True)", ["texture"],
+            lambda: _svc(tex)),
+        row("texture 2x2 tiles LR", "whole-image + tile mean/std colour/texture, balanced LR",
+            ["texture", "texture_tiles2x2"],
+            lambda: _lr(_both(tex, cols["texture_tiles2x2"]))),
+        row("texture 2x2 tiles LR + threshold", "as above, inner-tuned threshold",
+            ["texture", "texture_tiles2x2"],
+            lambda: _threshold(_lr(_both(tex, cols["texture_tiles2x2"])))),
+        row("ensemble texture LR + texture SVM + threshold", "soft vote, inner-tuned threshold",
+            ["texture"], lambda: _threshold(_ensemble(_lr(tex), _svc(tex)))),
     ]  # fmt: skip
+
+
+def finetune_candidates() -> list[dict[str, Any]]:
+    """Networks trained on the images (``--finetune``): the costly candidates."""
+    from sklearn.pipeline import make_pipeline
+
+    from skhybrid import CNNClassifier, SubImageTiler
+
+    def net(weights: Any) -> Any:
+        return make_pipeline(
+            SubImageTiler(grid=(1, 1), tile_size=(112, 112)),
+            CNNClassifier(
+                backbone="efficientnet_lite0", weights=weights, freeze_epochs="auto",
+                class_weight="balanced", max_epochs=12, batch_size=32, device="cpu",
+                random_state=0, verbose=0,
+            ),
+        )  # fmt: skip
+
+    return [
+        {
+            "name": "fine-tuned effnet112 CNNClassifier",
+            "settings": "ImageNet weights, freeze_epochs='auto' (10 of 12 frozen), balanced, 112 px",
+            "make": lambda: net("imagenet"),
+        },
+        {
+            "name": "effnet112 CNNClassifier from scratch",
+            "settings": "weights=None, 12 epochs, balanced, 112 px",
+            "make": lambda: net(None),
+        },
+    ]
 
 
 def _fmt(interval: Any) -> str:
@@ -273,13 +364,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         cols[n] = slice(start, start + features[n].shape[1])
         start = cols[n].stop
     keep = {c["name"] for c in chosen}
+    # (candidate, its X, the baseline on that X): the same baseline model either way
+    runs = [(c, X, lambda: _lr(cols["texture"])) for c in candidates(cols) if c["name"] in keep]
+    if args.finetune:
+        for cand in finetune_candidates():
+            if not args.only or any(o in cand["name"] for o in args.only):
+                runs.append(({**cand, "uses": []}, images, _image_baseline))
     cv = RepeatedStratifiedGroupKFold(n_splits=4, n_repeats=n_repeats, random_state=0)
-    baseline = _lr(cols["texture"])
     rows = []
-    for cand in (c for c in candidates(cols) if c["name"] in keep):
+    for cand, data_x, make_baseline in runs:
         start = time.perf_counter()
         result = cross_validate_patients(
-            cand["make"](), X, y, groups, cv=cv, baseline=baseline,
+            cand["make"](), data_x, y, groups, cv=cv, baseline=make_baseline(),
             n_resamples=n_resamples, random_state=0, verbose=0,
         )  # fmt: skip
         fits = (time.perf_counter() - start) / 60
@@ -320,6 +416,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _image_baseline() -> Any:
+    """The colour/texture baseline on images (for the candidates trained on images)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skhybrid import ColorTextureFeatures
+
+    return make_pipeline(
+        ColorTextureFeatures(),
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=3000),
+    )
+
+
 def _table(rows: list[dict[str, Any]], header: bool = True) -> str:
     lines = []
     if header:
@@ -347,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="candidates whose name has TEXT")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--finetune", action="store_true", help="also train networks on the images (slow)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for recipe_search.json")
     args = parser.parse_args(argv)
     if not args.dev_npz.exists():
