@@ -177,23 +177,31 @@ def test_recommended_pipeline_has_the_documented_steps():
     assert tuple(name for name, _ in model.steps) == RECOMMENDED_STEPS
     features, classifier = model.named_steps["features"], model.named_steps["classifier"]
     assert isinstance(features, FeatureUnion)
-    assert [name for name, _ in features.transformer_list] == ["texture", "cnn"]
-    cnn = dict(features.transformer_list)["cnn"]
+    assert [name for name, _ in features.transformer_list] == ["texture"]
+    assert isinstance(classifier, PatientThresholdClassifier)
+    assert [name for name, _ in classifier.estimator.steps] == ["scale", "logistic"]
+    assert classifier.estimator.named_steps["logistic"].class_weight == "balanced"
+    # the CNN variant: texture and frozen CNN features, a soft vote of two balanced LRs
+    both = recommended_pipeline(cnn=True, texture_grid=(2, 2))
+    union, vote = both.named_steps["features"], both.named_steps["classifier"].estimator
+    assert [name for name, _ in union.transformer_list] == ["texture", "texture_tiles", "cnn"]
+    cnn = dict(union.transformer_list)["cnn"]
     assert [name for name, _ in cnn.steps] == ["tiles", "extract", "pool"]
     assert cnn.named_steps["extract"].backbone == "efficientnet_lite0"
     assert cnn.named_steps["extract"].weights == "imagenet"
-    assert isinstance(classifier, PatientThresholdClassifier)
-    assert isinstance(classifier.estimator, VotingClassifier)
-    assert classifier.estimator.voting == "soft"
-    for _, member in classifier.estimator.estimators:
+    assert isinstance(vote, VotingClassifier) and vote.voting == "soft"
+    for _, member in vote.estimators:
         assert member.named_steps["logistic"].class_weight == "balanced"
-    plain = recommended_pipeline(texture=False, threshold=False)
+    plain = recommended_pipeline(threshold=False)
     assert isinstance(plain.named_steps["classifier"], Pipeline)
+    with pytest.raises(ValueError, match="texture=True or cnn=True"):
+        recommended_pipeline(texture=False)
 
 
-def test_recommended_pipeline_fits_and_predicts_on_synthetic_tissue(tiny_histology):
+@pytest.mark.parametrize("params", [{}, {"texture_grid": (2, 2), "cnn": True}])
+def test_recommended_pipeline_fits_and_predicts_on_synthetic_tissue(tiny_histology, params):
     data = tiny_histology
-    model = recommended_pipeline(batch_size=16, device="cpu")
+    model = recommended_pipeline(batch_size=16, device="cpu", **params)
     model.fit(data.images, data.target, classifier__groups=data.patient)
     pred = model.predict(data.images)
     assert pred.shape == (len(data.target),)
@@ -204,6 +212,8 @@ def test_recommended_pipeline_fits_and_predicts_on_synthetic_tissue(tiny_histolo
     np.testing.assert_array_equal(pred == tuned.positive_class_, proba >= tuned.threshold_)
     # the synthetic classes are easy: the recipe must separate them on its training images
     assert balanced_accuracy_score(data.target, pred) > 0.8
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(data.images), pred)
 
 
 def test_paper_pipeline_is_the_hybrid_with_self_learning():
