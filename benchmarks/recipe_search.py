@@ -304,6 +304,13 @@ def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
             lambda: _threshold(_lr(_both(tex, cols["texture_tiles2x2"])))),
         row("ensemble texture LR + texture SVM + threshold", "soft vote, inner-tuned threshold",
             ["texture"], lambda: _threshold(_ensemble(_lr(tex), _svc(tex)))),
+        row("texture gradient boosting + threshold", "inner-tuned threshold", ["texture"],
+            lambda: _threshold(_hgb(tex))),
+        row("texture RBF SVM + threshold", "inner-tuned threshold", ["texture"],
+            lambda: _threshold(_svc(tex))),
+        row("ensemble texture LR + SVM + boosting + threshold",
+            "soft vote of three texture models, inner-tuned threshold", ["texture"],
+            lambda: _threshold(_ensemble(_lr(tex), _svc(tex), _hgb(tex)))),
     ]  # fmt: skip
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "RECIPES",
     "RECOMMENDED_STEPS",
     "PatientThresholdClassifier",
+    "fit_recipe",
     "make_recipe",
     "mean_and_std_over_tiles",
     "mean_over_tiles",
@@ -484,3 +485,31 @@ def make_recipe(recipe: str = "recommended", **params: Any) -> Any:
         raise UserError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
     factory = recommended_pipeline if recipe == "recommended" else paper_pipeline
     return factory(**params)
+
+
+def fit_recipe(model: Any, X: Any, y: Any, groups: Any = None) -> Any:
+    """Fit a recipe, passing the patients to its final step when that step takes ``groups``.
+
+    The recommended recipe's threshold is tuned on inner patient-wise folds and the paper's
+    relabeler splits by patient; both need ``groups`` as a fit parameter of their final step
+    (``classifier__groups`` / ``clf__groups``). The rule is the one
+    :func:`skhybrid.evaluation.cross_validate_patients` applies.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        E.g. ``make_recipe("recommended")``.
+    X, y
+        Training images and labels.
+    groups : array-like of shape (n_samples,), default=None
+        Patient of each image.
+
+    Returns
+    -------
+    model
+        The fitted ``model``.
+    """
+    from .evaluation import _fit_params
+
+    params = {} if groups is None else _fit_params(model, np.asarray(groups))
+    return model.fit(X, y, **params)

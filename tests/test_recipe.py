@@ -19,6 +19,7 @@ from skhybrid.recipes import (
     RECIPES,
     RECOMMENDED_STEPS,
     PatientThresholdClassifier,
+    fit_recipe,
     make_recipe,
     paper_pipeline,
     recommended_pipeline,
@@ -240,3 +241,19 @@ def test_make_recipe_dispatches_by_name():
     assert "tiles" in make_recipe("paper").named_steps
     with pytest.raises(UserError, match="recipe must be one of"):
         make_recipe("best")
+
+
+def test_fit_recipe_routes_the_patients_to_the_final_step(tiny_histology):
+    data = tiny_histology
+    seen = {}
+
+    class Spy(PatientThresholdClassifier):
+        def fit(self, X, y, groups=None):
+            seen["groups"] = groups
+            return super().fit(X, y, groups=groups)
+
+    model = recommended_pipeline()
+    model.steps[-1] = ("classifier", Spy(model.named_steps["classifier"].estimator))
+    fit_recipe(model, data.images, data.target, groups=data.patient)
+    np.testing.assert_array_equal(seen["groups"], data.patient)
+    assert hasattr(model.named_steps["classifier"], "threshold_")
