@@ -193,14 +193,16 @@ def _hgb(columns: slice) -> Any:
 
 
 def _svc(columns: slice) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    # scikit-learn 1.9 deprecates SVC(probability=True) for this
     return make_pipeline(
         _select(columns),
         StandardScaler(),
-        SVC(class_weight="balanced", probability=True, random_state=0),
+        CalibratedClassifierCV(SVC(class_weight="balanced"), ensemble=False),
     )
 
 
@@ -294,7 +296,7 @@ def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
             lambda: _lr(eff, C=0.01)),
         row("texture gradient boosting", "HistGradientBoosting, balanced", ["texture"],
             lambda: _hgb(tex)),
-        row("texture RBF SVM", "SVC(class_weight='balanced', probability=True)", ["texture"],
+        row("texture RBF SVM", "balanced SVC, Platt probabilities (CalibratedClassifierCV)", ["texture"],
             lambda: _svc(tex)),
         row("texture 2x2 tiles LR", "whole-image + tile mean/std colour/texture, balanced LR",
             ["texture", "texture_tiles2x2"],
@@ -373,6 +375,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     keep = {c["name"] for c in chosen}
     # (candidate, its X, the baseline on that X): the same baseline model either way
     runs = [(c, X, lambda: _lr(cols["texture"])) for c in candidates(cols) if c["name"] in keep]
+    if args.recipe:
+        from skhybrid.recipes import recommended_pipeline
+
+        recipe = {
+            "name": "recommended_pipeline() on images",
+            "settings": "the factory's default, features recomputed in every fold",
+            "uses": [],
+            "make": recommended_pipeline,
+        }
+        runs.append((recipe, images, _image_baseline))
     if args.finetune:
         for cand in finetune_candidates():
             if not args.only or any(o in cand["name"] for o in args.only):
@@ -465,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="candidates whose name has TEXT")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--recipe", action="store_true", help="also evaluate recommended_pipeline() on images"
+    )
     parser.add_argument(
         "--finetune", action="store_true", help="also train networks on the images (slow)"
     )

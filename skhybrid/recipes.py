@@ -268,24 +268,56 @@ RECOMMENDED_STEPS = ("features", "classifier")
 
 
 def _balanced_lr(columns: Any, *, C: float, class_weight: Any, random_state: Any) -> Any:
-    from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    steps = (
-        []
-        if columns is None
-        else [("columns", ColumnTransformer([("keep", "passthrough", columns)]))]
-    )
+    steps = _columns(columns)
     logistic = LogisticRegression(
         C=C, class_weight=class_weight, max_iter=3000, random_state=random_state
     )
     return Pipeline([*steps, ("scale", StandardScaler()), ("logistic", logistic)])
 
 
+def _columns(columns: Any) -> list[tuple[str, Any]]:
+    from sklearn.compose import ColumnTransformer
+
+    if columns is None:
+        return []
+    return [("columns", ColumnTransformer([("keep", "passthrough", columns)]))]
+
+
+def _rbf_svm(columns: Any, *, C: float, class_weight: Any, random_state: Any) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    # Platt probabilities of the SVM on internal folds, the replacement scikit-learn 1.9
+    # gives for the deprecated SVC(probability=True).
+    svm = CalibratedClassifierCV(SVC(C=C, class_weight=class_weight), ensemble=False)
+    del random_state  # SVC is deterministic without probability=True
+    return Pipeline([*_columns(columns), ("scale", StandardScaler()), ("svm", svm)])
+
+
+def _boosting(columns: Any, *, C: float, class_weight: Any, random_state: Any) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    del C  # the regression's parameter; boosting is regularised by its learning rate
+    boosting = HistGradientBoostingClassifier(
+        class_weight=class_weight, max_iter=200, learning_rate=0.05, random_state=random_state
+    )
+    return Pipeline([*_columns(columns), ("boosting", boosting)])
+
+
+#: The models :func:`recommended_pipeline` can put on the colour/texture features.
+_TEXTURE_MODELS = {"logistic": _balanced_lr, "svm": _rbf_svm, "boosting": _boosting}
+
+
 def recommended_pipeline(
     *,
     texture: bool = True,
+    texture_model: str = "logistic+svm",
     texture_grid: tuple[int, int] | None = None,
     cnn: bool = False,
     backbone: Any = "efficientnet_lite0",
@@ -314,6 +346,11 @@ def recommended_pipeline(
     ----------
     texture : bool, default=True
         Use the colour/texture model.
+    texture_model : str, default="logistic+svm"
+        The model(s) on the colour/texture features, joined by ``+`` and averaged (soft
+        vote): ``"logistic"`` (scaled balanced logistic regression), ``"svm"`` (scaled
+        balanced RBF support-vector machine, Platt probabilities), ``"boosting"``
+        (balanced histogram gradient boosting).
     texture_grid : (rows, cols) or None, default=None
         Also describe the tiles of this grid (mean and spread over the tiles of their
         colour/texture statistics), next to the whole image's.
@@ -372,6 +409,11 @@ def recommended_pipeline(
 
     if not (texture or cnn):
         raise ValueError("recommended_pipeline needs texture=True or cnn=True.")
+    unknown = set(texture_model.split("+")) - set(_TEXTURE_MODELS)
+    if unknown:
+        raise ValueError(
+            f"texture_model takes {sorted(_TEXTURE_MODELS)} joined by '+', got {texture_model!r}."
+        )
     blocks: list[tuple[str, Any]] = []
     n_texture = 0
     if texture:
@@ -408,16 +450,15 @@ def recommended_pipeline(
             )
         )
     lr = {"C": C, "class_weight": class_weight, "random_state": random_state}
-    if texture and cnn:
-        model = VotingClassifier(
-            [
-                ("texture", _balanced_lr(slice(0, n_texture), **lr)),
-                ("cnn", _balanced_lr(slice(n_texture, None), **lr)),
-            ],
-            voting="soft",
-        )
-    else:
-        model = _balanced_lr(None, **lr)
+    texture_columns = slice(0, n_texture) if cnn else None
+    members = [
+        (name, _TEXTURE_MODELS[name](texture_columns, **lr))
+        for name in (texture_model.split("+") if texture else [])
+    ]
+    if cnn:
+        members.append(("cnn", _balanced_lr(slice(n_texture, None) if texture else None, **lr)))
+    # One model as it is; several: the average of their probabilities (soft vote).
+    model = members[0][1] if len(members) == 1 else VotingClassifier(members, voting="soft")
     classifier = (
         PatientThresholdClassifier(model, calibration=calibration, random_state=random_state)
         if threshold

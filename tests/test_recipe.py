@@ -7,12 +7,13 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import FeatureUnion
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skhybrid.recipes import (
@@ -180,9 +181,20 @@ def test_recommended_pipeline_has_the_documented_steps():
     assert isinstance(features, FeatureUnion)
     assert [name for name, _ in features.transformer_list] == ["texture"]
     assert isinstance(classifier, PatientThresholdClassifier)
-    assert [name for name, _ in classifier.estimator.steps] == ["scale", "logistic"]
-    assert classifier.estimator.named_steps["logistic"].class_weight == "balanced"
-    # the CNN variant: texture and frozen CNN features, a soft vote of two balanced LRs
+    vote = classifier.estimator
+    assert isinstance(vote, VotingClassifier) and vote.voting == "soft"
+    assert [name for name, _ in vote.estimators] == ["logistic", "svm"]
+    logistic, svm = (member for _, member in vote.estimators)
+    assert [name for name, _ in logistic.steps] == ["scale", "logistic"]
+    assert logistic.named_steps["logistic"].class_weight == "balanced"
+    assert [name for name, _ in svm.steps] == ["scale", "svm"]
+    assert isinstance(svm.named_steps["svm"], CalibratedClassifierCV)
+    assert svm.named_steps["svm"].estimator.kernel == "rbf"
+    assert svm.named_steps["svm"].estimator.class_weight == "balanced"
+    # one texture model: no vote
+    single = recommended_pipeline(texture_model="logistic").named_steps["classifier"].estimator
+    assert [name for name, _ in single.steps] == ["scale", "logistic"]
+    # the CNN variant: texture and frozen CNN features, a soft vote with a balanced LR on them
     both = recommended_pipeline(cnn=True, texture_grid=(2, 2))
     union, vote = both.named_steps["features"], both.named_steps["classifier"].estimator
     assert [name for name, _ in union.transformer_list] == ["texture", "texture_tiles", "cnn"]
@@ -190,16 +202,18 @@ def test_recommended_pipeline_has_the_documented_steps():
     assert [name for name, _ in cnn.steps] == ["tiles", "extract", "pool"]
     assert cnn.named_steps["extract"].backbone == "efficientnet_lite0"
     assert cnn.named_steps["extract"].weights == "imagenet"
-    assert isinstance(vote, VotingClassifier) and vote.voting == "soft"
-    for _, member in vote.estimators:
-        assert member.named_steps["logistic"].class_weight == "balanced"
+    assert [name for name, _ in vote.estimators] == ["logistic", "svm", "cnn"]
     plain = recommended_pipeline(threshold=False)
-    assert isinstance(plain.named_steps["classifier"], Pipeline)
+    assert isinstance(plain.named_steps["classifier"], VotingClassifier)
     with pytest.raises(ValueError, match="texture=True or cnn=True"):
         recommended_pipeline(texture=False)
+    with pytest.raises(ValueError, match="texture_model"):
+        recommended_pipeline(texture_model="logistic+forest")
 
 
-@pytest.mark.parametrize("params", [{}, {"texture_grid": (2, 2), "cnn": True}])
+@pytest.mark.parametrize(
+    "params", [{}, {"texture_model": "logistic+boosting"}, {"texture_grid": (2, 2), "cnn": True}]
+)
 def test_recommended_pipeline_fits_and_predicts_on_synthetic_tissue(tiny_histology, params):
     data = tiny_histology
     model = recommended_pipeline(batch_size=16, device="cpu", **params)
@@ -252,7 +266,7 @@ def test_fit_recipe_routes_the_patients_to_the_final_step(tiny_histology):
             seen["groups"] = groups
             return super().fit(X, y, groups=groups)
 
-    model = recommended_pipeline()
+    model = recommended_pipeline(texture_model="logistic")
     model.steps[-1] = ("classifier", Spy(model.named_steps["classifier"].estimator))
     fit_recipe(model, data.images, data.target, groups=data.patient)
     np.testing.assert_array_equal(seen["groups"], data.patient)
