@@ -365,7 +365,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     cache = None if args.no_cache else args.cache
     probe = candidates({name: slice(0, 1280) for name in FEATURE_SETS})
     chosen = [c for c in probe if not args.only or any(o in c["name"] for o in args.only)]
-    names = sorted({"texture", "eff224"} | {u for c in chosen for u in c["uses"]})
+    names = sorted({"texture"} | {u for c in chosen for u in c["uses"]})
     features, minutes = compute_features(images, names, cache)
     X = np.hstack([features[n] for n in names])
     cols, start = {}, 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -271,3 +272,34 @@ def test_fit_recipe_routes_the_patients_to_the_final_step(tiny_histology):
     fit_recipe(model, data.images, data.target, groups=data.patient)
     np.testing.assert_array_equal(seen["groups"], data.patient)
     assert hasattr(model.named_steps["classifier"], "threshold_")
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def test_recipe_search_skips_without_the_data(tmp_path, capsys):
+    from benchmarks.recipe_search import main
+
+    assert main(["--dev-npz", str(tmp_path / "missing.npz")]) == 0
+    assert "recipe_search skipped" in capsys.readouterr().out
+
+
+def test_recipe_search_writes_a_row_per_candidate_with_the_paired_difference(tmp_path, capsys):
+    from benchmarks.recipe_search import main
+    from skhybrid import make_histology
+
+    data = make_histology(
+        48, image_size=(32, 32), grid=(1, 1), n_patients=12, n_jobs=1, random_state=0
+    )
+    path = tmp_path / "dev.npz"
+    names = np.where(data.target == 1, "malignant", "benign")
+    np.savez(path, images=data.images, target=names, patient_number=data.patient.astype(str))
+    argv = ["--dev-npz", str(path), "--quick", "--no-cache", "--out", str(tmp_path)]
+    assert main([*argv, "--only", "texture LR + threshold"]) == 0
+    rows = json.loads((tmp_path / "recipe_search.json").read_text())
+    assert [row["name"] for row in rows] == ["baseline: texture LR", "texture LR + threshold"]
+    tuned = rows[1]
+    assert tuned["n_repeats"] == 1
+    low, high = tuned["diff_balanced_accuracy"]["low"], tuned["diff_balanced_accuracy"]["high"]
+    assert low <= tuned["diff_balanced_accuracy"]["estimate"] <= high
+    assert "| texture LR + threshold |" in capsys.readouterr().out
