@@ -120,7 +120,7 @@ def make_relabeling_proposer(random_state: Any = None) -> Pipeline:
     """The cheap tile classifier used to propose label corrections.
 
     Colour/texture features with a logistic regression: seconds instead of hours, and on real
-    BreakHis a strong baseline by itself (ROC AUC about 0.91 patient-wise, DESIGN.md).
+    BreakHis a strong baseline by itself (ROC AUC about 0.91 patient-wise, docs/design.md).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
