@@ -167,8 +167,13 @@ def test_labels_follow_the_class_role_rule():
     assert truth.tolist() == [["benign", "malignant"], ["malignant"] * 2, ["benign"] * 2]
     # recognised names are kept as they are
     assert _as_named_labels(["normal", "tumor"])[0].tolist() == ["normal", "tumor"]
-    with pytest.raises(DataError, match="exactly two classes"):
+    with pytest.raises(DataError, match="at least two classes"):
         _as_named_labels(["benign", "benign"])
+    # k classes: subtype names are kept; numeric subtype codes must be named first
+    subtypes = ["adenosis", "ductal_carcinoma", "fibroadenoma"]
+    assert _as_named_labels(subtypes)[0].tolist() == subtypes
+    with pytest.raises(DataError, match="pass their names"):
+        _as_named_labels([0, 4, 5])
     with pytest.raises(DataError):  # two names of unknown roles (a DataError is a ValueError)
         _as_named_labels(["cat", "dog"])
 
