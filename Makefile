@@ -21,7 +21,7 @@ demo: install  ## the whole method on the embedded synthetic data set (a few min
 	$(BIN)/skhybrid demo --out $(OUT) --overwrite
 
 test: install lint  ## install, lint and run the test suite (slow tests excluded)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 test-all: install  ## every test, the slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
