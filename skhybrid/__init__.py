@@ -49,6 +49,9 @@ _EXPORTS = {
     "Interval": "evaluation",
     "PatientCVResult": "evaluation",
     "resolve_class_roles": "class_roles",
+    "recommended_pipeline": "recipes",
+    "paper_pipeline": "recipes",
+    "PatientThresholdClassifier": "recipes",
     "resolve_negative_classes": "class_roles",
     "multiclass_report": "metrics",
     "MulticlassReport": "metrics",
@@ -76,6 +79,7 @@ __all__ = [
     "MulticlassReport",
     "PathNotFoundError",
     "PatientCVResult",
+    "PatientThresholdClassifier",
     "RepeatedStratifiedGroupKFold",
     "SelfLearningRelabeler",
     "SkhybridError",
@@ -95,10 +99,12 @@ __all__ = [
     "make_histology",
     "multiclass_report",
     "paper_convention_report",
+    "paper_pipeline",
     "patient_bootstrap_interval",
     "patient_score",
     "patient_split_indices",
     "random_tile_split_indices",
+    "recommended_pipeline",
     "resolve_class_roles",
     "resolve_negative_classes",
     "resume_fit",
@@ -157,6 +163,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from .model_io import load_model, save_model
     from .model_selection import RepeatedStratifiedGroupKFold
+    from .recipes import PatientThresholdClassifier, paper_pipeline, recommended_pipeline
     from .self_learning import SelfLearningRelabeler
     from .splits import patient_split_indices, random_tile_split_indices
     from .stain_normalization import StainNormalizer
