@@ -55,6 +55,7 @@ import numpy as np
 
 from skhybrid import SubImageTiler, load_breakhis, make_histology
 from skhybrid.class_roles import roles_of
+from skhybrid.cli import held_out_fraction
 from skhybrid.evaluation import paper_convention_report
 from skhybrid.metrics import plot_precision_recall_curve, plot_roc_curve, plot_training_history
 from skhybrid.workflow import (
@@ -112,17 +113,6 @@ def normalise_magnification(value: str) -> str | None:
     text = value.strip().upper()
     name = text if text.endswith("X") else f"{text}X"
     return name if name in MAGNIFICATIONS else None
-
-
-def held_out_fraction(text: str) -> float:
-    """``--test-size``: a float in (0, 0.5], as ``skhybrid train --test-size``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"must be in (0, 0.5], got {text}")
-    return value
 
 
 def held_out_share(args: argparse.Namespace, protocol: str) -> float:

@@ -164,7 +164,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _test_fraction(text: str) -> float:
+def held_out_fraction(text: str) -> float:
+    """``--test-size``: a float in (0, 0.5] (also the reproduction script's option)."""
     try:
         value = float(text)
     except ValueError:
@@ -364,7 +365,7 @@ def _protocol_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--test-size",
-        type=_test_fraction,
+        type=held_out_fraction,
         metavar="F",
         default=defaults["test_size"],
         help="share held out, in (0, 0.5]: of each class's patients (patient) or of the "
