@@ -56,7 +56,7 @@ class FeatureCache(Callback):
 
     It works only when the training data is an :class:`ArrayDataset` serving row indices
     (``with_index=True``, as the estimators' ``fit`` builds it), the net's
-    ``cache_features`` is true, ``augment`` is false (every epoch sees new views) and the
+    ``cache_features`` is true, no augmentation is on (``augment`` empty or False: every epoch of an augmented fit sees new views) and the
     module ``accepts_cached_features``; otherwise it does nothing and :meth:`lookup` returns
     None.
     """
