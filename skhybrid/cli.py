@@ -907,16 +907,6 @@ def _score_files(
     return scored
 
 
-def _image_scores(
-    classifier: Any, image_proba: np.ndarray, y: np.ndarray, patients: Any
-) -> tuple[dict[str, Any], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The image reports of probabilities computed batch by batch (one home:
-    :func:`skhybrid.workflow.image_reports`)."""
-    from .workflow import image_reports
-
-    return image_reports(classifier, y, image_proba, patients)
-
-
 def _expand_images(inputs: Sequence[Path], on_error: str) -> tuple[list[Path], list[dict]]:
     """``predict``'s inputs as files: folders searched recursively, globs expanded."""
     import glob
@@ -1176,7 +1166,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .reporting import prediction_rows
-    from .workflow import ExperimentResult, _image_columns
+    from .workflow import ExperimentResult, _image_columns, image_reports
 
     _check_out_dir(args.out, args.overwrite, "evaluate")
     started = _start(args)
@@ -1197,12 +1187,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     kept = np.asarray(scored.kept)
     image_proba = np.concatenate(scored.image_proba)
     y_kept, patients_kept = names[data.target][kept], data.patient[kept]
-    reports, rate, curves = _image_scores(
-        model.steps[-1][1],
-        image_proba,
-        y_kept,
-        patients_kept,
-    )
+    reports, rate, curves = image_reports(model.steps[-1][1], y_kept, image_proba, patients_kept)
     skipped = sorted(list(data.skip_reasons) + scored.skipped, key=lambda e: e["file"])
     columns = _image_columns(
         len(kept), patients_kept, {k: np.asarray(v)[kept] for k, v in _image_info(data).items()}

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from .class_roles import resolve_class_roles, resolve_negative_classes, roles_of
 from .exceptions import DataError, UserError
-from .metrics import BinaryReport, binary_report, multiclass_report, patient_score
+from .metrics import binary_report, multiclass_report, patient_score
 from .reporting import format_self_learning_history, prediction_rows, utc_now, write_outputs
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
 from .tiling import SubImageTiler, flatten_bags
@@ -1013,16 +1013,11 @@ def _describe(estimator: Any) -> str:
     return type(estimator).__name__
 
 
-def _score_bags(
-    classifier: Any, bags: np.ndarray, y: np.ndarray, patients: Any, tile_truth: Any
-) -> tuple[dict[str, BinaryReport], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    return _score_bags_full(classifier, bags, y, patients, tile_truth)[:3]
-
-
 def _score_bags_full(
     classifier: Any, bags: np.ndarray, y: np.ndarray, patients: Any, tile_truth: Any
 ) -> tuple[dict[str, Any], float | None, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
-    """:func:`_score_bags` and the probabilities it scored: image ``(n, k)``, tiles ``(n, T, k)``."""
+    """The reports of :func:`image_reports` on bags, and the probabilities scored: image
+    ``(n, k)``, tiles ``(n, T, k)``."""
     tile_proba = classifier.predict_proba_tiles(bags)
     image_proba = classifier.predict_proba(bags)
     reports, rate, curves = image_reports(
