@@ -316,32 +316,119 @@ def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def finetune_candidates() -> list[dict[str, Any]]:
-    """Networks trained on the images (``--finetune``): the costly candidates."""
+class CachedFit(ClassifierMixin, BaseEstimator):
+    """``estimator`` fitted once per training set, the fitted model kept in ``cache``.
+
+    The fine-tuned candidates share their networks: the network of a fold is the same whether
+    it is scored alone or in a vote, so it is trained once (keyed by the training images,
+    labels and the estimator's parameters) and loaded by the other candidates. ``cache=None``
+    fits every time.
+    """
+
+    def __init__(self, estimator: Any = None, cache: Any = None) -> None:
+        self.estimator = estimator
+        self.cache = cache
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> CachedFit:
+        import joblib
+
+        path = None
+        if self.cache is not None:
+            digest = hashlib.sha1(np.ascontiguousarray(X).tobytes())
+            # Labels by their rank: a VotingClassifier passes them encoded as 0..k-1, and the
+            # network of a fold is the same either way (its columns are in sorted order).
+            digest.update(
+                np.unique(np.asarray(y), return_inverse=True)[1].astype(np.int64).tobytes()
+            )
+            digest.update(repr(self.estimator).encode())
+            path = Path(self.cache) / f"fit-{digest.hexdigest()[:20]}.joblib"
+        if path is not None and path.exists():
+            self.estimator_ = joblib.load(path)
+        else:
+            self.estimator_ = clone(self.estimator).fit(X, y)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                joblib.dump(self.estimator_, path)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _net(weights: Any, size: int = 112, cache: Any = None) -> Any:
     from sklearn.pipeline import make_pipeline
 
     from skhybrid import CNNClassifier, SubImageTiler
 
-    def net(weights: Any) -> Any:
-        return make_pipeline(
-            SubImageTiler(grid=(1, 1), tile_size=(112, 112)),
-            CNNClassifier(
-                backbone="efficientnet_lite0", weights=weights, freeze_epochs="auto",
-                class_weight="balanced", max_epochs=12, batch_size=32, device="cpu",
-                random_state=0, verbose=0,
-            ),
-        )  # fmt: skip
+    net = make_pipeline(
+        SubImageTiler(grid=(1, 1), tile_size=(size, size)),
+        CNNClassifier(
+            backbone="efficientnet_lite0", weights=weights, freeze_epochs="auto",
+            class_weight="balanced", max_epochs=12, batch_size=32, device="cpu",
+            random_state=0, verbose=0,
+        ),
+    )  # fmt: skip
+    return CachedFit(net, cache)
+
+
+def _image_texture_vote(cache: Any = None) -> Any:
+    """The default recipe's texture vote (LR + SVM) on images, without its threshold."""
+    from sklearn.pipeline import Pipeline
+
+    from skhybrid.recipes import recommended_pipeline
+
+    model = recommended_pipeline(threshold=False)
+    # Colour/texture statistics of a training set computed once, whichever candidate asks.
+    memory = None if cache is None else str(Path(cache) / "pipeline-memory")
+    return Pipeline(model.steps, memory=memory)
+
+
+def finetune_candidates(cache: Any = None) -> list[dict[str, Any]]:
+    """Networks trained on the images (``--finetune``): the costly candidates.
+
+    Their fitted networks are kept in ``cache`` (:class:`CachedFit`), so the votes reuse the
+    networks of the candidate scored alone.
+    """
+    fits = None if cache is None else Path(cache) / "fits"
+
+    def vote(size: int = 112) -> Any:
+        return _ensemble(_image_texture_vote(cache), _net("imagenet", size, fits))
 
     return [
         {
             "name": "fine-tuned effnet112 CNNClassifier",
             "settings": "ImageNet weights, freeze_epochs='auto' (10 of 12 frozen), balanced, 112 px",
-            "make": lambda: net("imagenet"),
+            "make": lambda: _net("imagenet", 112, fits),
+        },
+        {
+            "name": "fine-tuned effnet112 + texture LR+SVM vote",
+            "settings": "soft vote of the default recipe's texture vote and the fine-tuned CNN, "
+            "threshold 0.5",
+            "make": vote,
+        },
+        {
+            "name": "fine-tuned effnet112 + texture LR+SVM vote + threshold",
+            "settings": "as above, inner-tuned threshold (the CNN trained on the inner folds too)",
+            "make": lambda: _threshold(vote()),
+        },
+        {
+            "name": "fine-tuned effnet224 CNNClassifier",
+            "settings": "as the 112 px one, at 224 px",
+            "make": lambda: _net("imagenet", 224, fits),
+        },
+        {
+            "name": "fine-tuned effnet224 + texture LR+SVM vote",
+            "settings": "soft vote of the texture vote and the 224 px fine-tuned CNN, threshold 0.5",
+            "make": lambda: vote(224),
         },
         {
             "name": "effnet112 CNNClassifier from scratch",
             "settings": "weights=None, 12 epochs, balanced, 112 px",
-            "make": lambda: net(None),
+            "make": lambda: _net(None, 112, fits),
         },
     ]
 
@@ -386,7 +473,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         }
         runs.append((recipe, images, _image_baseline))
     if args.finetune:
-        for cand in finetune_candidates():
+        for cand in finetune_candidates(cache):
             if not args.only or any(o in cand["name"] for o in args.only):
                 runs.append(({**cand, "uses": []}, images, _image_baseline))
     cv = RepeatedStratifiedGroupKFold(n_splits=4, n_repeats=n_repeats, random_state=0)

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .exceptions import PathNotFoundError, SkhybridError, UserError
+from .exceptions import PathNotFoundError, SkhybridError, TrainingInterrupted, UserError
 
 __all__ = ["main"]
 
@@ -441,6 +441,8 @@ def _quiet_option(parser: argparse.ArgumentParser, what: str) -> None:
 #: Files a run writes into its output folder (``--out``). A folder holding any of them holds
 #: another run's outputs: a second run refuses to mix its files with them (see _check_out_dir).
 _RUN_OUTPUTS = (
+    "run.json",
+    "checkpoint",
     "report.json",
     "model.joblib",
     "predictions.csv",
@@ -583,7 +585,22 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Load BreakHis images, tile them, correct tile labels, train and evaluate "
         "on held-out patients. Writes model.joblib and report.json into --out.",
     )
-    train.add_argument("data_dir", type=Path, help="BreakHis folder (official tree or flat)")
+    train.add_argument(
+        "data_dir",
+        type=Path,
+        nargs="?",
+        help="BreakHis folder (official tree or flat); not with --resume",
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="OUT",
+        default=None,
+        help="continue the interrupted (killed, Ctrl-C) run whose output folder is OUT, with "
+        "that run's own settings (OUT/run.json); it skips the finished self-learning rounds "
+        "and resumes training at the last completed epoch (OUT/checkpoint, written every "
+        "epoch). Only -q and --traceback may come with it",
+    )
     _magnification_option(train)
     train.add_argument(
         "--tile-size",
@@ -747,11 +764,11 @@ def _check_out_dir(out: Path | None, overwrite: bool, command: str) -> None:
         raise UserError(f"--out {out} is a file, not a folder")
     used = [name for name in _RUN_OUTPUTS if (out / name).exists()]
     if used and not overwrite:
-        # Checkpoint/resume is planned: `train --resume OUT` will be the way to continue one.
-        resume = " (continuing an interrupted training, --resume, is not available yet)"
+        resume = f", or continue its interrupted training with `skhybrid train --resume {out}`"
+        interrupted = command == "train" and (out / "checkpoint").is_dir()
         raise UserError(
             f"{out} already holds another run's outputs ({', '.join(used)}); choose another "
-            f"folder, or pass --overwrite to replace them{resume if command == 'train' else ''}"
+            f"folder, or pass --overwrite to replace them{resume if interrupted else ''}"
         )
 
 
@@ -767,7 +784,8 @@ def _write_result(
     """``result.save`` (the one writer), after removing an earlier run's outputs."""
     if getattr(args, "overwrite", False):  # --overwrite: no stale file of the last run stays
         for name in _RUN_OUTPUTS:
-            (args.out / name).unlink(missing_ok=True)
+            if name not in ("run.json", "checkpoint"):  # this run's own, written at its start
+                (args.out / name).unlink(missing_ok=True)
     return result.save(
         args.out,
         save_model=save_model,
@@ -958,23 +976,40 @@ def _run(
     from .tiling import SubImageTiler
     from .workflow import make_classifier, run_experiment
 
-    classifier = make_classifier(args.model, **_classifier_params(args))
-    result = run_experiment(
-        X,
-        y,
-        patients,
-        classifier=classifier,
-        tiler=SubImageTiler(grid=(3, 3), tile_size=args.tile_size),
-        protocol=args.split,
-        self_learning_rounds=args.self_learning_rounds,
-        relabel_with=args.relabel_with,
-        aggregation=args.aggregation,  # None: run_experiment decides
-        tile_truth=tile_truth,
-        test_size=args.test_size,
-        random_state=args.seed,
-        verbose=0 if args.quiet else 1,
-        image_info=image_info,
-    )
+    # `train` keeps a checkpoint to resume from (cli_resume); the demo's minutes need none.
+    checkpoint = None
+    if args.command == "train":
+        from . import cli_resume
+
+        checkpoint = args.out / cli_resume.CHECKPOINT_DIR
+        if args.resume is None:  # the images are read: from here on the run can be resumed
+            cli_resume.remove_resume_state(args.out)  # an earlier run's (--overwrite)
+            cli_resume.write_run_file(args.out, args.command_line)
+    try:
+        result = run_experiment(
+            X,
+            y,
+            patients,
+            classifier=make_classifier(args.model, **_classifier_params(args)),
+            tiler=SubImageTiler(grid=(3, 3), tile_size=args.tile_size),
+            protocol=args.split,
+            self_learning_rounds=args.self_learning_rounds,
+            relabel_with=args.relabel_with,
+            aggregation=args.aggregation,  # None: run_experiment decides
+            tile_truth=tile_truth,
+            test_size=args.test_size,
+            random_state=args.seed,
+            verbose=0 if args.quiet else 1,
+            image_info=image_info,
+            checkpoint=checkpoint,
+        )
+    except TrainingInterrupted as stop:
+        from .cli_resume import describe_interruption
+        from .model_io import save_model
+
+        saved = save_model(stop.estimator, args.out / "model.joblib", keep_optimizer_state=False)
+        print(f"skhybrid train: {describe_interruption(stop, args.out, saved)}", file=sys.stderr)
+        return 130
     _print_result(result)
     provenance = _run_provenance(provenance or _start(args), result.info, protocol=args.split)
     written = _write_result(
@@ -985,6 +1020,10 @@ def _run(
         skipped=skipped,
         provenance=provenance,
     )
+    if checkpoint is not None:  # written and finished: nothing to resume, and it is big
+        from .cli_resume import remove_resume_state
+
+        remove_resume_state(args.out)
     _print_written(written)
     _report_skipped(skipped or [], len(y) + len(skipped or []))
     return 1 if skipped else 0
@@ -1132,8 +1171,32 @@ def _load_breakhis(args: argparse.Namespace, *, load_images: bool) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    _check_out_dir(args.out, args.overwrite, "train")
+    from . import cli_resume
+
+    if args.resume is not None:
+        command_line = args.command_line
+        args = cli_resume.resume_arguments(_build_parser(), args.resume, command_line)
+        args.command_line = command_line
+    else:
+        if args.data_dir is None:
+            raise UserError("give the BreakHis folder DATA_DIR, or --resume OUT")
+        _check_out_dir(args.out, args.overwrite, "train")
     _check_weights_file(args.weights, args.backbone)
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        if not (args.out / cli_resume.RUN_FILE).is_file():
+            raise  # nothing to resume yet
+        # Outside the training's epochs (loading, tiling, self-learning, scoring): what is
+        # done and saved (the rounds, the epochs) is kept, the rest is redone.
+        print(
+            f"skhybrid train: interrupted; continue with: {cli_resume.resume_hint(args.out)}",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
     started = _start(args)
     if args.cv is not None and args.split != "patient":  # said before the images are read
         raise UserError(

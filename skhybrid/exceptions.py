@@ -12,7 +12,13 @@ True
 
 from __future__ import annotations
 
-__all__ = ["DataError", "PathNotFoundError", "SkhybridError", "UserError"]
+__all__ = [
+    "DataError",
+    "PathNotFoundError",
+    "SkhybridError",
+    "TrainingInterrupted",
+    "UserError",
+]
 
 
 class SkhybridError(Exception):
@@ -32,3 +38,28 @@ class DataError(UserError):
 
 class PathNotFoundError(SkhybridError, FileNotFoundError):
     """A file or folder the user named does not exist (also a ``FileNotFoundError``)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C) after a checkpoint; the best model so far is attached.
+
+    A ``KeyboardInterrupt``, so a script still stops on Ctrl-C; a caller that wants the
+    model catches this first (the command line saves it and says how to resume).
+
+    Attributes
+    ----------
+    estimator : estimator
+        The interrupted classifier, holding the best epoch's weights among the epochs that
+        completed (or, from :func:`skhybrid.workflow.run_experiment`, the pipeline of the
+        tiler and that classifier).
+    epoch : int
+        Epochs completed, over the whole history.
+    checkpoint : str
+        The folder of the checkpoint to resume from.
+    """
+
+    def __init__(self, estimator: object, epoch: int, checkpoint: str) -> None:
+        super().__init__(f"training interrupted after epoch {epoch}; checkpoint in {checkpoint}")
+        self.estimator = estimator
+        self.epoch = epoch
+        self.checkpoint = checkpoint

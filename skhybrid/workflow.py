@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
 
 from .class_roles import resolve_class_roles, resolve_negative_classes, roles_of
-from .exceptions import DataError, UserError
+from .exceptions import DataError, TrainingInterrupted, UserError
 from .metrics import binary_report, multiclass_report, patient_score
 from .reporting import format_self_learning_history, prediction_rows, utc_now, write_outputs
 from .splits import PROTOCOLS, patient_split_indices, random_tile_split_indices
@@ -328,6 +328,7 @@ class _Relabeling:
     tile_labels: np.ndarray
     history: list[dict[str, Any]] = field(default_factory=list)
     table: str = ""
+    relabeler: Any = None  # the fitted SelfLearningRelabeler, when there was one
 
 
 def _self_learning_step(
@@ -363,7 +364,54 @@ def _self_learning_step(
     ).fit(bags, y, groups=groups)
     table = format_self_learning_history(relabeler, tile_truth)
     log(table)
-    return _Relabeling(relabeler.tile_labels_, relabeler.history_, table)
+    return _Relabeling(relabeler.tile_labels_, relabeler.history_, table, relabeler)
+
+
+def _fit(classifier: Any, X: Any, y: Any, groups: Any) -> Any:
+    """The final training of a protocol, without a checkpoint."""
+    return classifier.fit(X, y, groups=groups)
+
+
+def _resumable(relabel: Any, checkpoint: Path, log: Any) -> tuple[Any, Any]:
+    """``relabel`` and a final ``fit`` that keep their state in ``checkpoint`` and reuse it.
+
+    The self-learning result is saved there once the rounds are done
+    (:func:`~skhybrid.estimators.save_self_learning_state`) and read back by a resumed run,
+    which then skips the rounds; the final training writes a checkpoint every epoch and a
+    resumed run continues it (:func:`~skhybrid.estimators.fit_resumable`).
+    """
+    from .estimators import fit_resumable, load_self_learning_state, save_self_learning_state
+    from .self_learning import SelfLearningRelabeler
+
+    def relabel_resumable(bags_: Any, y_: Any, groups: Any, truth: Any, where: str) -> Any:
+        state = load_self_learning_state(checkpoint)
+        if state is None:
+            relabeling = relabel(bags_, y_, groups, truth, where)
+            if relabeling.relabeler is not None:
+                save_self_learning_state(checkpoint, relabeling.relabeler)
+            return relabeling
+        if state["tile_labels"].shape != bags_.shape[:2]:
+            raise DataError(
+                f"The self-learning state in {checkpoint} is for {state['tile_labels'].shape} "
+                f"tiles, this run's training images have {bags_.shape[:2]}: the data changed "
+                "since the run was interrupted; start a new run instead of resuming."
+            )
+        # A fitted relabeler's result, as the rounds left it (for the report's table).
+        restored = SelfLearningRelabeler(None)
+        restored.classes_ = np.unique(y_)
+        restored.tile_labels_ = state["tile_labels"]
+        restored.tile_label_history_ = state["tile_label_history"]
+        restored.history_ = state["history"]
+        restored.termination_condition_ = state["termination_condition"]
+        table = format_self_learning_history(restored, truth)
+        log(f"Self-learning{where}: the {len(state['history']) - 1} round(s) saved in "
+            f"{checkpoint} are reused.\n{table}")  # fmt: skip
+        return _Relabeling(restored.tile_labels_, restored.history_, table, restored)
+
+    def fit(classifier: Any, X: Any, y: Any, groups: Any) -> Any:
+        return fit_resumable(classifier, checkpoint, X, y, groups)
+
+    return relabel_resumable, fit
 
 
 @dataclass
@@ -375,6 +423,7 @@ class _ProtocolResult:
     tile_label_accuracy: dict[str, float]
     n_train: int
     n_test: int
+    classifier: Any = None  # the fitted one (a resumed fit returns a new object)
     test_index: np.ndarray | None = None
     test_proba: tuple[np.ndarray, np.ndarray] | None = None  # image (n, k), tiles (n, T, k)
 
@@ -387,6 +436,7 @@ def _run_patient_protocol(
     classifier: Any,
     relabel: Any,
     *,
+    fit: Any = _fit,
     test_size: float,
     random_state: Any,
     log: Any,
@@ -414,7 +464,7 @@ def _run_patient_protocol(
             f"{accuracy['inherited']:.3f} inherited -> {accuracy['corrected']:.3f} corrected."
         )
     log(f"Training {type(classifier).__name__} on {len(train) * n_tiles} tiles ...")
-    classifier.fit(bags[train], relabeling.tile_labels, groups=patients[train])
+    classifier = fit(classifier, bags[train], relabeling.tile_labels, patients[train])
     reports, rate, curves, proba = _score_bags_full(
         classifier,
         bags[test],
@@ -423,7 +473,7 @@ def _run_patient_protocol(
         None if tile_truth is None else tile_truth[test],
     )
     return _ProtocolResult(
-        reports, rate, curves, relabeling, accuracy, len(train), len(test), test, proba
+        reports, rate, curves, relabeling, accuracy, len(train), len(test), classifier, test, proba
     )
 
 
@@ -435,6 +485,7 @@ def _run_paper_protocol(
     classifier: Any,
     relabel: Any,
     *,
+    fit: Any = _fit,
     test_size: float,
     random_state: Any,
     log: Any,
@@ -451,13 +502,13 @@ def _run_paper_protocol(
         f"{len(test)} test tiles; {len(np.intersect1d(groups[train], groups[test]))} images "
         "have tiles on both sides."
     )
-    classifier.fit(tiles[train], tile_y[train])
+    classifier = fit(classifier, tiles[train], tile_y[train], None)
     proba = classifier.predict_proba(tiles[test])
     levels = {"tile (corrected labels)": (tile_y[test], proba)}
     if tile_truth is not None:
         levels["tile"] = (tile_truth.reshape(-1)[test], proba)
     reports, curves = _level_reports(classifier, levels)
-    return _ProtocolResult(reports, None, curves, relabeling, {}, len(train), len(test))
+    return _ProtocolResult(reports, None, curves, relabeling, {}, len(train), len(test), classifier)
 
 
 _PROTOCOL_RUNNERS = {"patient": _run_patient_protocol, "random-tile": _run_paper_protocol}
@@ -482,6 +533,7 @@ def run_experiment(
     random_state: Any = 0,
     verbose: int = 1,
     image_info: Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> ExperimentResult:
     """Run the paper's method end to end under an evaluation protocol.
 
@@ -521,6 +573,14 @@ def run_experiment(
     image_info : mapping of str to array-like, optional
         Per-image columns for ``predictions.csv`` (e.g. ``{"file": ..., "magnification":
         ...}``); the image index and the patient are always written.
+    checkpoint : str or path-like, optional
+        Folder where the run keeps what a resume needs: the self-learning result, once its
+        rounds are done, and a checkpoint of the final training at the end of every epoch
+        (:func:`~skhybrid.estimators.fit_resumable`). When it already holds them (a run that
+        was killed or interrupted), the same call with the same data continues: the rounds
+        are not redone and training resumes where it stopped, ending (in fp32, seeded) with
+        the model an uninterrupted run would have. ``skhybrid train`` passes
+        ``OUT/checkpoint``. One folder per run.
 
     Returns
     -------
@@ -533,6 +593,10 @@ def run_experiment(
     DataError
         (a ``ValueError``) For labels without two recognisable classes, or images that
         cannot be split patient-wise (too few patients per class).
+    TrainingInterrupted
+        (a ``KeyboardInterrupt``) When the final training was interrupted with a
+        ``checkpoint``: its ``estimator`` is the pipeline of the tiler and the classifier with
+        the best weights so far; the checkpoint is ready for a resume.
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
@@ -557,19 +621,28 @@ def run_experiment(
     relabel = _relabeler(
         classifier, self_learning_rounds, relabel_with, random_state=random_state, verbose=verbose
     )
+    fit = _fit
+    if checkpoint is not None:
+        relabel, fit = _resumable(relabel, Path(checkpoint), log)
     if test_size is None:
         test_size = DEFAULT_TEST_SIZE[protocol]
-    outcome = _PROTOCOL_RUNNERS[protocol](
-        bags,
-        y,
-        patients,
-        tile_truth,
-        classifier,
-        relabel,
-        test_size=test_size,
-        random_state=random_state,
-        log=log,
-    )
+    try:
+        outcome = _PROTOCOL_RUNNERS[protocol](
+            bags,
+            y,
+            patients,
+            tile_truth,
+            classifier,
+            relabel,
+            fit=fit,
+            test_size=test_size,
+            random_state=random_state,
+            log=log,
+        )
+    except TrainingInterrupted as stop:
+        stop.estimator = Pipeline([("tiles", tiler), ("clf", stop.estimator)])
+        raise
+    classifier = outcome.classifier
     info = {
         "n_images": int(n_images),
         "n_tiles_per_image": int(n_tiles),

@@ -283,11 +283,12 @@ def test_a_used_out_folder_is_refused_without_overwrite(model, good_tree, tmp_pa
 
 def test_train_into_a_used_folder_is_refused_before_loading(model, capsys):
     # The folder that holds `model`: refused before any image is read (the data folder
-    # does not even exist), and the message says what will continue a run.
+    # does not even exist). The run there finished, so the message offers --overwrite, not
+    # --resume (an interrupted run's folder offers both: tests/test_cli_resume.py).
     argv = ["train", "/no/such/folder", "--out", str(model.parent), *TINY_MODEL]
     assert main(argv) == 1
     line = _one_line_error(capsys.readouterr().err, "train")
-    assert "model.joblib" in line and "--overwrite" in line and "--resume" in line
+    assert "model.joblib" in line and "--overwrite" in line and "--resume" not in line
 
 
 def test_predict_refuses_to_replace_overlays_without_overwrite(model, good_tree, tmp_path, capsys):

@@ -16,6 +16,7 @@ from ._aggregate import AGGREGATIONS, aggregate_proba
 from ._base import TileNetClassifier
 from ._checkpoint import (
     TrainingCheckpoint,
+    fit_resumable,
     load_checkpoint,
     load_self_learning_state,
     resume_fit,
@@ -32,6 +33,7 @@ __all__ = [
     "TileNetClassifier",
     "TrainingCheckpoint",
     "aggregate_proba",
+    "fit_resumable",
     "load_checkpoint",
     "load_self_learning_state",
     "resume_fit",

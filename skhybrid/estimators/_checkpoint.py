@@ -43,6 +43,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "SELF_LEARNING_FILE",
     "TrainingCheckpoint",
+    "fit_resumable",
     "load_checkpoint",
     "load_self_learning_state",
     "resume_fit",
@@ -325,6 +326,63 @@ def resume_fit(checkpoint_dir: str | os.PathLike[str], X: Any, y: Any, groups: A
     remaining = checkpoint["end_epoch"] - checkpoint["epoch"]
     with _restored_rng(checkpoint, net):
         net._fit(X, y, groups, keep_state=True, epochs=remaining)
+    return net
+
+
+def fit_resumable(
+    estimator: Any, checkpoint_dir: str | os.PathLike[str], X: Any, y: Any, groups: Any = None
+) -> Any:
+    """Fit ``estimator`` with a checkpoint in ``checkpoint_dir``, or resume the one there.
+
+    The one call for a training that must survive faults (the command line's ``train`` makes
+    it): with no checkpoint in the folder, a clone of ``estimator`` with a
+    :class:`TrainingCheckpoint` added to its ``callbacks`` is fitted; with one, the fit
+    continues from it (:func:`resume_fit`; ``estimator`` is then not used, the checkpoint
+    holds the estimator). The returned estimator has the callbacks it was given, without the
+    checkpoint, so that fitting it again later does not write into ``checkpoint_dir``.
+
+    Parameters
+    ----------
+    estimator : TileNetClassifier
+        Unfitted; cloned.
+    checkpoint_dir : str or path-like
+        The checkpoint's folder.
+    X, y, groups
+        As for ``estimator.fit``; the same data on every resume.
+
+    Returns
+    -------
+    estimator : TileNetClassifier
+        Fitted, the best epoch's weights restored.
+
+    Raises
+    ------
+    TrainingInterrupted
+        When training stopped before its end (Ctrl-C): it carries the estimator with the best
+        weights among the completed epochs; the checkpoint stays, ready to resume.
+    ValueError
+        When the checkpoint's data (shape, class counts) is not ``X``/``y``.
+    """
+    from sklearn.base import clone
+
+    from ..exceptions import TrainingInterrupted
+
+    if (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file():
+        net = resume_fit(checkpoint_dir, X, y, groups)
+    else:
+        net = clone(estimator)
+        given = net.callbacks
+        own = [] if given in (None, "disable") else list(given)
+        net.set_params(callbacks=[*own, ("checkpoint", TrainingCheckpoint(checkpoint_dir))])
+        # What to put back once trained; pickled with the checkpoint, so a resume knows it.
+        net._given_callbacks = given
+        net.fit(X, y, groups=groups)
+    callback = next(cb for _, cb in net.callbacks_ if isinstance(cb, TrainingCheckpoint))
+    net.callbacks = net.__dict__.pop("_given_callbacks", None)
+    net.callbacks_ = [(n, cb) for n, cb in net.callbacks_ if cb is not callback]
+    if not callback.finished_:
+        # saved_epoch_: the epochs completed (skorch leaves the interrupted one's row too).
+        raise TrainingInterrupted(net, callback.saved_epoch_ or 0, str(checkpoint_dir))
     return net
 
 
