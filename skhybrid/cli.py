@@ -619,6 +619,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="threads decoding the PNG files (default: 1; -1: all cores)",
     )
+    from .cli_recipe import add_recipe_option
+
+    add_recipe_option(train)
     _model_options(train, demo=False)
     _protocol_options(train)
     _target_option(train)
@@ -844,6 +847,7 @@ class _Scored:
         self.kept: list[int] = []  # indices into the paths given
         self.image_proba: list[np.ndarray] = []
         self.tile_proba: list[np.ndarray] = []
+        self.decisions: list[np.ndarray] | None = None  # a recipe's own (its threshold)
         self.skipped: list[dict[str, str]] = []
         self.first_error: BaseException | None = None
 
@@ -865,6 +869,8 @@ def _score_files(
     from ._images import load_rgb
     from .exceptions import DataError
 
+    if not _is_tile_model(model):
+        return _score_whole_images(model, paths, on_error=on_error, quiet=quiet, desc=desc)
     tiler, classifier = model.steps[0][1], model.steps[-1][1]
     middle = Pipeline(model.steps[1:-1]) if len(model.steps) > 2 else None
     batch_size = getattr(classifier, "batch_size", 128)  # -1 (skorch: all at once): 64 images
@@ -918,6 +924,73 @@ def _score_files(
         if len(paths) == 1 and scored.first_error is not None:
             raise scored.first_error  # the one file's own message
         first = scored.skipped[0] if scored.skipped else {"file": "-", "reason": "-"}
+        raise DataError(
+            f"none of the {len(paths)} images could be read; the first, {first['file']}: "
+            f"{first['reason']}"
+        )
+    return scored
+
+
+def _decision_info(model: Any) -> Any:
+    from .recipe_experiment import decision_info
+
+    return decision_info(model)
+
+
+def _is_tile_model(model: Any) -> bool:
+    """A tiler + network Pipeline (the paper's recipe), not a whole-image recipe."""
+    from .tiling import SubImageTiler
+
+    return isinstance(model.steps[0][1], SubImageTiler)
+
+
+def _score_whole_images(
+    model: Any, paths: Sequence[Any], *, on_error: str, quiet: bool, desc: str
+) -> _Scored:
+    """:func:`_score_files` for a whole-image recipe: probabilities and the recipe's decisions.
+
+    Images are scored 32 at a time, those of one size together (the features are statistics
+    of the whole image, whatever its size; BreakHis has a few 700x456 images among the
+    700x460 ones).
+    """
+    from tqdm import tqdm
+
+    from ._images import load_rgb
+    from .exceptions import DataError
+
+    scored = _Scored()
+    scored.decisions = []
+    per_step = 32
+    with tqdm(
+        total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=True if quiet else None
+    ) as bar:
+        for start in range(0, len(paths), per_step):
+            by_shape: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+            for index in range(start, min(start + per_step, len(paths))):
+                try:
+                    image = load_rgb(paths[index])
+                except (SkhybridError, OSError) as exc:
+                    if on_error == "raise":
+                        raise
+                    scored.first_error = scored.first_error or exc
+                    scored.skipped.append({"file": str(paths[index]), "reason": _reason(exc)})
+                    continue
+                by_shape.setdefault(image.shape, []).append((index, image))
+            for group in by_shape.values():
+                images = np.stack([image for _, image in group])
+                scored.image_proba.append(model.predict_proba(images))
+                scored.decisions.append(model.predict(images))
+                scored.kept += [index for index, _ in group]
+            bar.update(min(per_step, len(paths) - start))
+    if scored.kept:  # back in the order of the files (a batch was grouped by image size)
+        order = np.argsort(scored.kept, kind="stable")
+        scored.kept = [scored.kept[i] for i in order]
+        scored.image_proba = [np.concatenate(scored.image_proba)[order]]
+        scored.decisions = [np.concatenate(scored.decisions)[order]]
+    if not scored.kept:
+        if len(paths) == 1 and scored.first_error is not None:
+            raise scored.first_error
+        first = scored.skipped[0]
         raise DataError(
             f"none of the {len(paths)} images could be read; the first, {first['file']}: "
             f"{first['reason']}"
@@ -1117,6 +1190,31 @@ def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> 
     return 1 if skipped else 0
 
 
+def _run_recipe(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
+    """``train --recipe recommended``: fit the recipe on the training patients, score the rest."""
+    from .cli_recipe import recipe_model
+    from .recipe_experiment import run_recipe_experiment
+
+    names = np.asarray(data.target_names)
+    result = run_recipe_experiment(
+        data.images,
+        names[data.target],
+        data.patient,
+        model=recipe_model(args),
+        test_size=args.test_size,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        image_info=_image_info(data),
+    )
+    _print_result(result)
+    provenance = _run_provenance(provenance, result.info, protocol="patient")
+    skipped = list(data.skip_reasons)
+    written = _write_result(result, args, save_model=True, skipped=skipped, provenance=provenance)
+    _print_written(written)
+    _report_skipped(skipped, len(data.target) + len(skipped))
+    return 1 if skipped else 0
+
+
 def _image_info(data: Any) -> dict[str, Any]:
     """The columns of predictions.csv that say which BreakHis file a row is."""
     return {"file": np.asarray(data.filenames), "magnification": np.asarray(data.magnification)}
@@ -1181,7 +1279,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.data_dir is None:
             raise UserError("give the BreakHis folder DATA_DIR, or --resume OUT")
         _check_out_dir(args.out, args.overwrite, "train")
-    _check_weights_file(args.weights, args.backbone)
+    from .cli_recipe import check_recipe_options
+
+    check_recipe_options(args)
+    if args.recipe == "paper":
+        _check_weights_file(args.weights, args.backbone)
     try:
         return _train(args)
     except KeyboardInterrupt:
@@ -1212,6 +1314,8 @@ def _train(args: argparse.Namespace) -> int:
             f"magnification {args.magnification or 'all'}."
         )
     provenance = _data_provenance(args, data, started)
+    if args.recipe == "recommended":
+        return _run_recipe(args, data, provenance)
     if args.cv is not None:
         return _run_cv(args, data, provenance)
     return _run(
@@ -1233,7 +1337,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_out_dir(args.out, args.overwrite, "evaluate")
     started = _start(args)
-    model = _set_runtime(load_model(args.model, require_tiler=True), args.device, args.batch_size)
+    model = _set_runtime(load_model(args.model, whole_images=True), args.device, args.batch_size)
     data = _load_breakhis(args, load_images=False)
     names = np.asarray(data.target_names)
     if not args.quiet:
@@ -1249,18 +1353,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     kept = np.asarray(scored.kept)
     image_proba = np.concatenate(scored.image_proba)
+    decisions = None if scored.decisions is None else np.concatenate(scored.decisions)
     y_kept, patients_kept = names[data.target][kept], data.patient[kept]
-    reports, rate, curves = image_reports(model.steps[-1][1], y_kept, image_proba, patients_kept)
+    tiled = _is_tile_model(model)
+    decider = model.steps[-1][1] if tiled else model  # a recipe decides as a whole
+    reports, rate, curves = image_reports(
+        decider, y_kept, image_proba, patients_kept, image_pred=decisions
+    )
     skipped = sorted(list(data.skip_reasons) + scored.skipped, key=lambda e: e["file"])
     columns = _image_columns(
         len(kept), patients_kept, {k: np.asarray(v)[kept] for k, v in _image_info(data).items()}
     )
     columns["image"] = kept  # the image's index among the files listed, bad ones included
     predictions = prediction_rows(
-        model.steps[-1][1].classes_,
+        decider.classes_,
         y_kept,
         image_proba,
-        tile_proba=np.concatenate(scored.tile_proba),
+        tile_proba=np.concatenate(scored.tile_proba) if tiled else None,
+        y_pred=decisions,
         columns=columns,
     )
     result = ExperimentResult(
@@ -1279,7 +1389,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "n_skipped": len(skipped),
             "magnification": args.magnification,
             "n_patients": len(np.unique(data.patient)),
-            "n_tiles": len(kept) * int(np.prod(model.steps[0][1].grid)),
+            "n_tiles": len(kept) * int(np.prod(model.steps[0][1].grid)) if tiled else None,
+            "decision": _decision_info(model),
             # What the loaded model runs on here (its device_), not what it was asked for.
             "device": getattr(model.steps[-1][1], "device_", None),
             "precision": getattr(model.steps[-1][1], "precision_", None),
@@ -1311,11 +1422,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .overlay import save_tile_overlay
 
-    model = _set_runtime(load_model(args.model, require_tiler=True), args.device, args.batch_size)
-    tiler, classifier = model.steps[0][1], model.steps[-1][1]
-    if not hasattr(classifier, "predict_proba_tiles"):
+    model = _set_runtime(load_model(args.model, whole_images=True), args.device, args.batch_size)
+    tiled = _is_tile_model(model)
+    classifier = model.steps[-1][1] if tiled else model
+    if tiled and not hasattr(classifier, "predict_proba_tiles"):
         raise UserError(
             f"{args.model} holds a {type(classifier).__name__} without tile probabilities"
+        )
+    if not tiled and args.overlay is not None:
+        raise UserError(
+            f"--overlay draws tile probabilities; {args.model} is a whole-image recipe "
+            "(no tiles): drop --overlay, or use a model trained with --recipe paper"
         )
     paths, skipped = _expand_images(args.images, args.on_error)
     if args.overlay is not None and not args.overwrite:
@@ -1334,22 +1451,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     classes = np.asarray(classifier.classes_)
     positive = roles_of(classifier).positive_index
     positive_name = str(classes[positive])
-    tile_proba = np.concatenate(scored.tile_proba)[..., positive]
-    rows, cols = tiler.grid
+    if tiled:
+        labels = classes[image_proba.argmax(axis=1)]
+        tile_proba = np.concatenate(scored.tile_proba)[..., positive]
+        rows, cols = model.steps[0][1].grid
+    else:  # the recipe's own decisions (its tuned threshold), no tiles
+        labels = np.concatenate(scored.decisions)
+        tile_proba = [None] * len(labels)
     results = []
-    for index, proba, tiles in zip(scored.kept, image_proba, tile_proba):
+    for index, proba, tiles, label in zip(scored.kept, image_proba, tile_proba, labels):
         path = paths[index]
-        grid = tiles.reshape(rows, cols)
         entry = {
             "image": str(path),
-            "label": str(classes[proba.argmax()]),
+            "label": str(label),
             "probability": {str(c): round(float(p), 4) for c, p in zip(classes, proba)},
-            "tile_probability_grid": np.round(grid, 4).tolist(),
         }
+        if tiled:
+            grid = tiles.reshape(rows, cols)
+            entry["tile_probability_grid"] = np.round(grid, 4).tolist()
         if args.overlay is not None:
             args.overlay.mkdir(parents=True, exist_ok=True)
             target = args.overlay / f"{path.stem}_overlay.png"
-            save_tile_overlay(path, grid, target, grid_shape=(rows, cols), crop=tiler.remainder)
+            crop = model.steps[0][1].remainder
+            save_tile_overlay(path, grid, target, grid_shape=(rows, cols), crop=crop)
             entry["overlay"] = str(target)
         results.append(entry)
     if args.json:
@@ -1360,9 +1484,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 f"{entry['image']}: {entry['label']} "
                 f"(P({positive_name}) = {float(proba[positive]):.3f})"
             )
-            print(f"  tile P({positive_name}), row by row:")
-            for row in entry["tile_probability_grid"]:
-                print("    " + "  ".join(f"{p:.2f}" for p in row))
+            if "tile_probability_grid" in entry:
+                print(f"  tile P({positive_name}), row by row:")
+                for row in entry["tile_probability_grid"]:
+                    print("    " + "  ".join(f"{p:.2f}" for p in row))
             if "overlay" in entry:
                 print(f"  overlay: {entry['overlay']}")
     _report_skipped(skipped, len(results) + len(skipped))
@@ -1400,6 +1525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `skhybrid predict ... | head`: the reader stopped reading
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except Exception as exc:  # a bug: its traceback is what a report needs
             traceback.print_exc()
             print(

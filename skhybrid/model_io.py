@@ -93,7 +93,9 @@ def _without_state(optimizer: Any) -> Iterator[None]:
         optimizer.state = state
 
 
-def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> Any:
+def load_model(
+    path: str | os.PathLike[str], *, require_tiler: bool = False, whole_images: bool = False
+) -> Any:
     """Load a model written by :func:`save_model`, ``joblib.dump`` or ``skhybrid train``.
 
     A model trained on a GPU loads on a CPU-only machine (the estimators map their tensors to
@@ -106,6 +108,10 @@ def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> 
     require_tiler : bool, default=False
         Also require a ``Pipeline`` whose first step is a fitted ``SubImageTiler`` (what the
         command line's ``predict`` and ``evaluate`` need to take whole images).
+    whole_images : bool, default=False
+        Require a model that takes whole images: such a tile Pipeline, or a fitted Pipeline
+        that does not start with a network (a recipe of :mod:`skhybrid.recipes`, which
+        describes whole images itself). What ``skhybrid evaluate`` and ``predict`` load.
 
     Returns
     -------
@@ -139,7 +145,14 @@ def load_model(path: str | os.PathLike[str], *, require_tiler: bool = False) -> 
             f"{path} holds a {type(model).__name__}, not a fitted scikit-learn estimator; "
             "models are written by `skhybrid train` or skhybrid.save_model."
         )
-    if require_tiler:
+    if whole_images and isinstance(model, Pipeline):
+        from .estimators import TileNetClassifier
+
+        first = model.steps[0][1]
+        if not isinstance(first, (SubImageTiler, TileNetClassifier)):
+            check_is_fitted(model)
+            return model  # a whole-image recipe
+    if require_tiler or whole_images:
         if not isinstance(model, Pipeline) or not isinstance(model.steps[0][1], SubImageTiler):
             raise UserError(
                 f"{path} holds a {type(model).__name__} that does not start with a "

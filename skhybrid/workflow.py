@@ -1107,6 +1107,7 @@ def image_reports(
     *,
     tile_truth: Any = None,
     tile_proba: np.ndarray | None = None,
+    image_pred: Any = None,
 ) -> tuple[dict[str, Any], float | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """The reports of a fitted classifier's probabilities: one home for every command.
 
@@ -1126,6 +1127,10 @@ def image_reports(
         For the patient recognition rate.
     tile_truth, tile_proba : arrays of shape (n, T) and (n, T, k), optional
         For a tile-level report.
+    image_pred : array-like of shape (n,), optional
+        The image decisions, when the model makes them otherwise than by the most probable
+        class (a threshold tuned on inner patients, :mod:`skhybrid.recipes`); ``None``: the
+        most probable class.
 
     Returns
     -------
@@ -1135,12 +1140,13 @@ def image_reports(
     """
     classes = np.asarray(classifier.classes_)
     y = np.asarray(y)
-    levels = {"image": (y, image_proba)}
+    pred = classes[image_proba.argmax(axis=1)] if image_pred is None else np.asarray(image_pred)
+    levels = {"image": (y, image_proba, pred)}
     if tile_truth is not None and tile_proba is not None:
         levels["tile"] = (np.asarray(tile_truth).reshape(-1), tile_proba.reshape(-1, len(classes)))
     rate = None
     if patients is not None:
-        rate = patient_score(y, classes[image_proba.argmax(axis=1)], patients)
+        rate = patient_score(y, pred, patients)
     reports, curves = _level_reports(classifier, levels)
     return reports, rate, curves
 
@@ -1148,13 +1154,16 @@ def image_reports(
 def _level_reports(
     classifier: Any, levels: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """``{level: (truth, proba)}`` -> reports and curves (see :func:`image_reports`)."""
+    """``{level: (truth, proba[, decisions])}`` -> reports and curves (see :func:`image_reports`).
+
+    Without decisions, the most probable class.
+    """
     classes = np.asarray(classifier.classes_)
     reports: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     positive = _positive_column(classifier) if len(classes) == 2 else None
-    for level, (truth, proba) in levels.items():
-        pred = classes[proba.argmax(axis=1)]
+    for level, (truth, proba, *decided) in levels.items():
+        pred = decided[0] if decided else classes[proba.argmax(axis=1)]
         if positive is None:  # k classes: no single positive class, no curves
             reports[level] = multiclass_report(
                 truth, pred, proba, labels=classes, zero_division=ZERO_DIVISION

@@ -20,7 +20,7 @@ from skhybrid.model_io import load_model
 # Tiny settings: the point is the plumbing and the outputs, not accuracy. From scratch: the
 # command line's default ImageNet weights of resnet18 are not on every machine.
 TINY_MODEL = [
-    "--backbone", "resnet18", "--weights", "none", "--epochs", "2", "--batch-size", "32", "-q",
+    "--recipe", "paper", "--backbone", "resnet18", "--weights", "none", "--epochs", "2", "--batch-size", "32", "-q",
 ]  # fmt: skip
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

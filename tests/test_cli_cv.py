@@ -26,6 +26,8 @@ from skhybrid.reporting import PROVENANCE_PACKAGES
 
 K, R = 3, 2
 TINY = [
+    "--recipe",
+    "paper",
     "--tile-size",
     "16",
     "--backbone",

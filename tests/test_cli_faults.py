@@ -23,6 +23,8 @@ from skhybrid.cli import main
 from skhybrid.datasets import load_breakhis
 
 TINY_MODEL = [
+    "--recipe",
+    "paper",
     "--backbone",
     "resnet18",
     "--weights",

@@ -31,7 +31,7 @@ from skhybrid.estimators import load_checkpoint
 #: Six epochs of a small CNN, the whole of it trained (from scratch), with a validation split.
 EPOCHS = 6
 SETTINGS = [
-    "--tile-size", "32", "--self-learning-rounds", "1", "--model", "cnn",
+    "--recipe", "paper", "--tile-size", "32", "--self-learning-rounds", "1", "--model", "cnn",
     "--backbone", "mobilenet_v3_small", "--weights", "none", "--epochs", str(EPOCHS),
     "--batch-size", "32", "--precision", "fp32", "--seed", "3",
 ]  # fmt: skip

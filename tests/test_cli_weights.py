@@ -183,7 +183,7 @@ def test_train_defaults_to_imagenet_and_names_the_way_out_before_loading(
     loaded = []
     monkeypatch.setattr(skhybrid.cli, "_load_breakhis", lambda *a, **k: loaded.append(a))
     start = time.perf_counter()
-    assert main(["train", str(tmp_path), "--backbone", "resnet101"]) == 1
+    assert main(["train", str(tmp_path), "--recipe", "paper", "--backbone", "resnet101"]) == 1
     assert time.perf_counter() - start < 5.0
     assert loaded == []  # failed before reading any image
     err = capsys.readouterr().err

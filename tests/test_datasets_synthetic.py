@@ -291,21 +291,28 @@ def test_difficulty_controls_separability():
 # SHA-256 of ``images`` and ``tile_target`` from make_histology(**kwargs, random_state=0),
 # computed with the code of commit cb38bd0, before the renderer took its tile geometry from
 # skhybrid.tiling.tile_edges. The pixels also depend on numpy / scipy / Pillow arithmetic: if
-# a new version of one of those changes them, recompute these at that commit.
+# a new version of one of those changes them, recompute these at that commit. They depend on
+# the CPU too: on an AMD EPYC without AVX-512 the code of cb38bd0 renders two of these sets
+# differently in the last bits (the same with Pillow 12.3 / 13.0, numpy 2.3 / 2.4, scipy 1.16
+# / 1.17, so the SIMD path of the float arithmetic, not a library version); both renderings
+# are recorded, and any code change still gives a third.
 _REFERENCE_HASHES = [
     (
         {"n_images": 12},
-        "cee7bd17d770f9e625c2274b814d5abe6f599fdb8061098d3f503f6f825ee525",
+        {
+            "cee7bd17d770f9e625c2274b814d5abe6f599fdb8061098d3f503f6f825ee525",
+            "89b37b306bb1216bed587484bcddd2bd042ebd3d6937e9cfc9019bd8c973759c",  # AMD EPYC
+        },
         "9efbff1fc4956ab6730b2e12c66669b450b1da64cd9f15ffdc6680f0aaa735d5",
     ),
     (
         {"n_images": 6, "image_size": (97, 146)},
-        "b4c3dd73ad1b1af2040745a5b24a11038beb3a9abd2375b1b6fd5a40b91a93c0",
+        {"b4c3dd73ad1b1af2040745a5b24a11038beb3a9abd2375b1b6fd5a40b91a93c0"},
         "c8e3968b76a336df08947d3bb3ff4e94c89876d4ececfa5adc953f076e06f753",
     ),
     (
         {"n_images": 4, "image_size": (61, 83), "grid": (2, 4)},
-        "1ccdaf2b514c22d41c7b6058a24ba74c5118f84bdf596e43ad5c62a3b6970670",
+        {"1ccdaf2b514c22d41c7b6058a24ba74c5118f84bdf596e43ad5c62a3b6970670"},
         "b22c8c5c1b8276cf818930e87e9c9f3f8676ad6f7e7a67626ee02a6a7b0fa39c",
     ),
 ]
@@ -315,19 +322,20 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize(("kwargs", "images_hash", "tiles_hash"), _REFERENCE_HASHES)
-def test_images_and_tile_labels_are_bit_identical_to_before(kwargs, images_hash, tiles_hash):
+@pytest.mark.parametrize(("kwargs", "images_hashes", "tiles_hash"), _REFERENCE_HASHES)
+def test_images_and_tile_labels_are_bit_identical_to_before(kwargs, images_hashes, tiles_hash):
     data = make_histology(**kwargs, random_state=0)
     assert _sha256(data.tile_target) == tiles_hash
-    assert _sha256(data.images) == images_hash
+    assert _sha256(data.images) in images_hashes
 
 
 @pytest.mark.slow
 def test_the_default_data_set_is_bit_identical_to_before():
     data = make_histology(random_state=0)  # 200 images of 460x700: about 6 s on 2 cores
-    assert _sha256(data.images) == (
-        "a5a7c6f5b22f71ae558c01fe01708393ffed9d39fff842cc7ade3a1d008580f9"
-    )
+    assert _sha256(data.images) in {
+        "a5a7c6f5b22f71ae558c01fe01708393ffed9d39fff842cc7ade3a1d008580f9",
+        "90a9a48201ef8c7a9684d93bbafb31003a2b64c0bcfb65ecaab30818ebc03280",  # AMD EPYC
+    }
     assert _sha256(data.tile_target) == (
         "04bcaec78d16a900355e30f236a581bb5eb3b8e0e7850416c44ed9ad5e3b301c"
     )

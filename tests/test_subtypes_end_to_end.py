@@ -16,7 +16,15 @@ from skhybrid import CNNClassifier, SubImageTiler, make_histology
 from skhybrid.class_roles import BENIGN_SUBTYPES
 from skhybrid.cli import main
 
-TINY = ["--backbone", "resnet18", "--weights", "none", "--batch-size", "32", "-q"]
+TINY = [
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--batch-size",
+    "32",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +84,7 @@ def test_train_target_subtype_on_a_breakhis_tree(tmp_path):
     out = tmp_path / "train"
     code = main([
         "train", str(root), "--target", "subtype", "--tile-size", "16", "--epochs", "1",
-        "--self-learning-rounds", "1", "--out", str(out), *TINY,
+        "--self-learning-rounds", "1", "--out", str(out), "--recipe", "paper", *TINY,
     ])  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -96,7 +104,8 @@ def test_train_target_subtype_on_the_real_sample(breakhis_sample, tmp_path):
     out = tmp_path / "real"
     code = main([
         "train", str(breakhis_sample), "--target", "subtype", "--tile-size", "32",
-        "--epochs", "1", "--self-learning-rounds", "0", "--out", str(out), *TINY,
+        "--epochs", "1", "--self-learning-rounds", "0", "--out", str(out), "--recipe", "paper",
+        *TINY,
     ])  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -104,5 +113,6 @@ def test_train_target_subtype_on_the_real_sample(breakhis_sample, tmp_path):
 
 
 def test_cv_is_refused_with_subtypes(tmp_path, capsys):
-    assert main(["train", str(tmp_path), "--target", "subtype", "--cv", "3", "-q"]) == 1
+    argv = ["train", str(tmp_path), "--recipe", "paper", "--target", "subtype", "--cv", "3", "-q"]
+    assert main(argv) == 1
     assert "--target binary" in capsys.readouterr().err

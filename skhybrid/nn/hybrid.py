@@ -146,6 +146,14 @@ class HybridCNNLSTM(BackboneModel):
                 raise ValueError("rnn_input='cnn_map' needs the feature map, not pooled features.")
             x, fmap, pooled = to_unit_float(images), None, cnn_pooled
         u_c = self.cnn_proj(pooled)
-        _, (h_n, _) = self.lstm(self.rnn_sequence(x, fmap))
+        sequence = self.rnn_sequence(x, fmap)
+        if sequence.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bf16 LSTM on CPUs without AVX-512 ("could not create a primitive
+            # descriptor for the LSTM forward propagation primitive"); the LSTM is a small
+            # share of the work, so under CPU autocast it runs in fp32 on every CPU.
+            with torch.autocast("cpu", enabled=False):
+                _, (h_n, _) = self.lstm(sequence.float())
+        else:
+            _, (h_n, _) = self.lstm(sequence)
         z = self.fusion(u_c, h_n[-1])
         return self.fc(self.dropout(z))
