@@ -1190,6 +1190,39 @@ def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> 
     return 1 if skipped else 0
 
 
+def _run_recipe_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
+    """``train --cv K`` with the recommended recipe: intervals, then the final fit."""
+    from .cli_recipe import recipe_model
+    from .recipe_experiment import run_recipe_cross_validation
+
+    names = np.asarray(data.target_names)
+    result = run_recipe_cross_validation(
+        data.images,
+        names[data.target],
+        data.patient,
+        model=recipe_model(args),
+        n_splits=args.cv,
+        n_repeats=args.repeats,
+        baseline=args.baseline,
+        n_resamples=args.resamples,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+        image_info=_image_info(data),
+    )
+    print(
+        f"\nPatient-wise cross-validation of the recommended recipe, {args.repeats} x "
+        f"{args.cv} folds: metric on the pooled out-of-fold predictions [95 % "
+        "patient-bootstrap interval]\n"
+    )
+    print(result.format())
+    provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
+    skipped = list(data.skip_reasons)
+    written = _write_result(result, args, save_model=True, skipped=skipped, provenance=provenance)
+    _print_written(written)
+    _report_skipped(skipped, len(data.target) + len(skipped))
+    return 1 if skipped else 0
+
+
 def _run_recipe(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
     """``train --recipe recommended``: fit the recipe on the training patients, score the rest."""
     from .cli_recipe import recipe_model
@@ -1314,6 +1347,8 @@ def _train(args: argparse.Namespace) -> int:
             f"magnification {args.magnification or 'all'}."
         )
     provenance = _data_provenance(args, data, started)
+    if args.recipe == "recommended" and args.cv is not None:
+        return _run_recipe_cv(args, data, provenance)
     if args.recipe == "recommended":
         return _run_recipe(args, data, provenance)
     if args.cv is not None:

@@ -21,12 +21,11 @@ from .exceptions import UserError
 __all__ = ["NETWORK_OPTIONS", "add_recipe_option", "check_recipe_options", "recipe_model"]
 
 #: ``train`` options that configure the network recipe only (tiles, self-learning, the
-#: network and its training, cross-validation of it).
+#: network and its training). The cross-validation options apply to both recipes.
 NETWORK_OPTIONS = (
     "--model", "--backbone", "--weights", "--fusion", "--epochs", "--freeze-epochs", "--lr",
     "--batch-size", "--aggregation", "--device", "--precision", "--keep-optimizer-state",
-    "--self-learning-rounds", "--relabel-with", "--split", "--tile-size", "--cv", "--repeats",
-    "--baseline", "--resamples",
+    "--self-learning-rounds", "--relabel-with", "--split", "--tile-size",
 )  # fmt: skip
 
 

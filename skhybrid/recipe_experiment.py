@@ -1,6 +1,7 @@
 """A recipe of :mod:`skhybrid.recipes` trained and scored on held-out patients.
 
-What ``skhybrid train`` runs with its default ``--recipe recommended``: the images are split by
+What ``skhybrid train`` runs with its default ``--recipe recommended`` (and, with ``--cv``,
+:func:`run_recipe_cross_validation`): the images are split by
 patient as :func:`skhybrid.workflow.run_experiment` splits them (the same
 :func:`~skhybrid.splits.patient_split_indices`, the same default test share), the recipe is
 fitted on the training patients (its threshold tuned on inner folds of those patients only,
@@ -12,8 +13,10 @@ writer every run uses.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,7 @@ from .exceptions import DataError
 from .reporting import prediction_rows, utc_now
 from .splits import patient_split_indices
 
-__all__ = ["decision_info", "run_recipe_experiment"]
+__all__ = ["decision_info", "run_recipe_cross_validation", "run_recipe_experiment"]
 
 
 def decision_info(model: Any) -> dict[str, Any] | None:
@@ -116,7 +119,8 @@ def run_recipe_experiment(
         f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
     )
     log(f"Fitting the {recipe} recipe on the training patients ...")
-    model = fit_recipe(clone(model), X[train], y[train], groups=patients[train])
+    with _quiet_small_folds():
+        model = fit_recipe(clone(model), X[train], y[train], groups=patients[train])
     decision = decision_info(model)
     if decision is not None:
         log(
@@ -163,7 +167,152 @@ def run_recipe_experiment(
     )
 
 
+@contextlib.contextmanager
+def _quiet_small_folds() -> Iterator[None]:
+    """Without scikit-learn's warning that a class has fewer members than inner folds.
+
+    The SVM's Platt scaling and the threshold's inner folds split each training set again;
+    on a small folder (tens of images) scikit-learn says so once per fit, dozens of lines
+    between the progress messages, about folds that still hold both classes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        yield
+
+
 def _steps(model: Any) -> list[str]:
     """The recipe's steps as ``name: class`` (the report says what was fitted)."""
     steps = getattr(model, "steps", [("model", model)])
     return [f"{name}: {type(step).__name__}" for name, step in steps]
+
+
+def run_recipe_cross_validation(
+    X: Any,
+    y: Any,
+    patients: Any,
+    *,
+    model: Any,
+    recipe: str = "recommended",
+    n_splits: int = 5,
+    n_repeats: int = 3,
+    baseline: bool = False,
+    n_resamples: int = 1000,
+    random_state: Any = 0,
+    verbose: int = 1,
+    image_info: Mapping[str, Any] | None = None,
+) -> Any:
+    """Repeated patient-wise cross-validation of a whole-image recipe, then a final fit.
+
+    The recipe's counterpart of :func:`skhybrid.workflow.run_cross_validation`: the folds of
+    :class:`~skhybrid.model_selection.RepeatedStratifiedGroupKFold`, the metrics and
+    patient-bootstrap intervals of :func:`skhybrid.evaluation.cross_validate_patients`
+    (each fold's threshold tuned on inner folds of its own training patients; decisions by
+    the recipe's ``predict``), optionally the colour/texture baseline on the same folds for
+    the paired difference, and the recipe refitted on all images as the model to save.
+
+    Parameters
+    ----------
+    X, y, patients, model, recipe, random_state, verbose, image_info
+        As :func:`run_recipe_experiment`.
+    n_splits, n_repeats : int
+        Folds and repeats.
+    baseline : bool, default=False
+        Also fit the baseline (:func:`skhybrid.recipes.recommended_pipeline` with
+        ``texture_model="logistic", threshold=False``: colour/texture statistics, a scaled
+        balanced logistic regression, decisions at 0.5) on the same folds.
+    n_resamples : int, default=1000
+        Patient-bootstrap resamples.
+
+    Returns
+    -------
+    CrossValidationResult
+        ``model`` is the recipe fitted on all images; ``info["decision"]`` its threshold.
+    """
+    from sklearn.base import clone
+
+    from .evaluation import cross_validate_patients
+    from .model_selection import RepeatedStratifiedGroupKFold
+    from .recipes import fit_recipe, recommended_pipeline
+    from .workflow import (
+        CrossValidationResult,
+        _as_named_labels,
+        _FixedSplits,
+        _image_columns,
+        _logger,
+        _patients_per_class,
+    )
+
+    log = _logger(verbose)
+    started, started_utc = time.perf_counter(), utc_now()
+    y, _ = _as_named_labels(y)
+    patients = np.asarray(patients)
+    fewest = min(_patients_per_class(y, patients))
+    if fewest < n_splits:
+        raise DataError(
+            f"{n_splits} patient-wise folds need at least {n_splits} patients of each class; "
+            f"the smaller class has {fewest}."
+        )
+    splitter = RepeatedStratifiedGroupKFold(
+        n_splits=n_splits, n_repeats=n_repeats, random_state=random_state
+    )
+    splits = list(splitter.split(np.zeros(len(y)), y, patients))
+    reference = (
+        recommended_pipeline(texture_model="logistic", threshold=False, random_state=random_state)
+        if baseline
+        else None
+    )
+    log(f"Cross-validating the {recipe} recipe: {n_repeats} x {n_splits} patient-wise folds ...")
+    with _quiet_small_folds():
+        cv = cross_validate_patients(
+            model,
+            X,
+            y,
+            patients,
+            cv=_FixedSplits(splits),
+            baseline=reference,
+            n_resamples=n_resamples,
+            random_state=random_state,
+            verbose=verbose,
+        )
+    classes = np.unique(y)
+    positive = list(classes).index(cv.pos_label)
+    columns = _image_columns(len(y), patients, image_info)
+    predictions = []
+    for index, ((_, test), fold) in enumerate(zip(splits, cv.folds)):
+        repeat = index // n_splits
+        score = cv.oof_proba[repeat, test]
+        proba = np.empty((len(test), 2))
+        proba[:, positive], proba[:, 1 - positive] = score, 1 - score
+        predictions += prediction_rows(
+            classes,
+            y[test],
+            proba,
+            y_pred=cv.oof_pred[repeat, test],
+            columns={
+                "repeat": np.full(len(test), fold["repeat"]),
+                "fold": np.full(len(test), fold["fold"]),
+                **{name: values[test] for name, values in columns.items()},
+            },
+        )
+    predictions.sort(key=lambda row: (row["repeat"], row["image"]))
+    log(f"Fitting the final model on all {len(y)} images ...")
+    with _quiet_small_folds():
+        final = fit_recipe(clone(model), X, y, groups=patients)
+    result = CrossValidationResult(cv=cv, info={}, predictions=predictions, model=final)
+    result.curves = {"image (out-of-fold, repeat 1)": (y, cv.oof_proba[0])}
+    result.info = {
+        "recipe": recipe,
+        "model": _steps(final),
+        "decision": decision_info(final),
+        "baseline": None if reference is None else "colour/texture + scaled balanced LR, 0.5",
+        "n_images": len(y),
+        "n_patients": len(np.unique(patients)),
+        "split_unit": "patient",
+        "n_splits": int(n_splits),
+        "n_repeats": int(n_repeats),
+        "random_state": random_state,
+        "refit": True,
+        "started_utc": started_utc,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return result

@@ -119,7 +119,7 @@ def test_predict_refuses_an_overlay_of_a_whole_image_recipe(trained, tree, tmp_p
             ["--backbone", "resnet18"],
             "--backbone configure(s) the network recipe: add --recipe paper",
         ),
-        (["--epochs=3", "--cv", "4"], "--epochs, --cv configure(s) the network recipe"),
+        (["--epochs=3", "--tile-size", "64"], "--epochs, --tile-size configure(s) the network"),
         (["--recipe", "recommended", "--self-learning-rounds", "2"], "--recipe recommended"),
         (["--target", "subtype"], "train the subtypes with --recipe paper"),
     ],
@@ -142,3 +142,29 @@ def test_train_with_the_default_recipe_on_the_real_sample(breakhis_sample, tmp_p
     assert report["info"]["n_images"] == 23
     model = load_model(out / "model.joblib")
     _decided_by_threshold(_rows(out / "predictions.csv"), model[-1].threshold_)
+
+
+def test_cross_validation_of_the_recommended_recipe(tree, tmp_path):
+    out = tmp_path / "cv"
+    argv = ["train", str(tree), "--cv", "3", "--repeats", "2", "--baseline", "--out", str(out)]
+    assert main([*argv, "-q"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"] == "patient-cv"
+    cv = report["cross_validation"]
+    assert cv["n_repeats"] == 2 and len(cv["folds"]) == 6
+    for name in ("balanced_accuracy", "auc", "sensitivity", "specificity"):
+        interval = cv["intervals"][name]
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    assert cv["baseline_intervals"] is not None and cv["differences"] is not None
+    assert cv["intervals"]["auc"]["estimate"] >= 0.8  # the tree's tissue classes are learnt
+    # Every image once per repeat, predicted by a fold that did not train on its patient.
+    rows = _rows(out / "predictions.csv")
+    assert len(rows) == 2 * 48
+    for repeat in ("0", "1"):
+        images = sorted(int(r["image"]) for r in rows if r["repeat"] == repeat)
+        assert images == list(range(48))
+    # The saved model is the recipe refitted on all images, its threshold in the report.
+    model = load_model(out / "model.joblib")
+    threshold = model.named_steps["classifier"].threshold_
+    assert report["info"]["decision"]["threshold"] == pytest.approx(threshold, abs=1e-6)
+    assert report["info"]["recipe"] == "recommended"
