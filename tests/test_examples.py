@@ -34,8 +34,10 @@ TESTED = {
     "metrics_and_scorers.py",
     "patient_cross_validation.py",
     "plot_synthetic_vs_breakhis.py",
+    "recommended_recipe.py",
     "repeated_patient_cv.py",
     "reproduce_paper.py",
+    "resume_training.py",
     "save_and_load_model.py",
     "self_learning_relabel.py",
     "stain_normalization.py",  # run by tests/test_stain_normalization.py
@@ -155,6 +157,35 @@ def test_repeated_patient_cv(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["n_repeats"] == 2 and len(result["folds"]) == 6
     assert all(len(row) == 48 for row in result["oof_proba"])
+
+
+def test_recommended_recipe(tmp_path: Path) -> None:
+    """The threshold is tuned on inner patients and the paired interval is reported."""
+    stdout = run_example(
+        "recommended_recipe.py", "--n-images", 80, "--repeats", 1, "--resamples", 200, cwd=tmp_path
+    )
+    threshold = number(rf"threshold P\(malignant\) >= {FLOAT}", stdout)
+    inner = number(rf"inner balanced accuracy {FLOAT}", stdout)
+    at_half = number(rf"at 0\.5 {FLOAT}", stdout)
+    assert 0.0 < threshold < 1.0 and inner >= at_half  # the tuned threshold is the inner best
+    assert number(rf"held-out balanced accuracy {FLOAT}", stdout) > 0.6  # it learns
+    _, rows = markdown_table(stdout, "| Metric |")
+    balanced = next(row for row in rows if row[0] == "balanced_accuracy")
+    estimate, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", balanced[4]).groups())
+    assert low <= estimate <= high
+    assert re.search(
+        r"recipe - baseline: [+-]\d\.\d{3} \[.*\]: the interval (holds|excludes) 0", stdout
+    )
+
+
+def test_resume_training(tmp_path: Path) -> None:
+    """Interrupted mid-epoch, resumed from the checkpoint: the uninterrupted fit's weights."""
+    stdout = run_example("resume_training.py", "--out", tmp_path / "ck", cwd=tmp_path)
+    assert "interrupted after epoch 2" in stdout
+    assert "resumed to epoch 6 of 6" in stdout
+    assert "weights identical to the uninterrupted fit: True" in stdout
+    assert "probabilities identical: True" in stdout
+    assert (tmp_path / "ck" / "checkpoint.pt").is_file()
 
 
 def test_transfer_learning_offline(tmp_path: Path) -> None:
