@@ -375,6 +375,23 @@ def _net(weights: Any, size: int = 112, cache: Any = None) -> Any:
     return CachedFit(net, cache)
 
 
+def _hybrid(grid: int = 1, rnn_map: str = "hematoxylin", cache: Any = None) -> Any:
+    """The paper's hybrid CNN-LSTM on ImageNet ``efficientnet_lite0``, 112 px tiles."""
+    from sklearn.pipeline import make_pipeline
+
+    from skhybrid import HybridCNNLSTMClassifier, SubImageTiler
+
+    net = make_pipeline(
+        SubImageTiler(grid=(grid, grid), tile_size=(112, 112)),
+        HybridCNNLSTMClassifier(
+            backbone="efficientnet_lite0", weights="imagenet", rnn_map=rnn_map,
+            freeze_epochs="auto", class_weight="balanced", max_epochs=12, batch_size=32,
+            device="cpu", random_state=0, verbose=0,
+        ),
+    )  # fmt: skip
+    return CachedFit(net, cache)
+
+
 def _image_texture_vote(cache: Any = None) -> Any:
     """The default recipe's texture vote (LR + SVM) on images, without its threshold."""
     from sklearn.pipeline import Pipeline
@@ -424,6 +441,27 @@ def finetune_candidates(cache: Any = None) -> list[dict[str, Any]]:
             "name": "fine-tuned effnet224 + texture LR+SVM vote",
             "settings": "soft vote of the texture vote and the 224 px fine-tuned CNN, threshold 0.5",
             "make": lambda: vote(224),
+        },
+        {
+            "name": "hybrid effnet112 CNN-LSTM, hematoxylin map",
+            "settings": "HybridCNNLSTMClassifier, ImageNet lite0, attention fusion, LSTM on the "
+            "hematoxylin map, freeze_epochs='auto', balanced, 12 epochs, 112 px",
+            "make": lambda: _hybrid(1, "hematoxylin", fits),
+        },
+        {
+            "name": "hybrid effnet112 CNN-LSTM, luminance map",
+            "settings": "as above, the LSTM reading luminance",
+            "make": lambda: _hybrid(1, "luminance", fits),
+        },
+        {
+            "name": "hybrid effnet 2x2 tiles CNN-LSTM, hematoxylin map",
+            "settings": "4 tiles of 112 px (the patch's own pixels), tile probabilities averaged",
+            "make": lambda: _hybrid(2, "hematoxylin", fits),
+        },
+        {
+            "name": "hybrid effnet112 + texture LR+SVM vote",
+            "settings": "soft vote of the texture vote and the hematoxylin hybrid, threshold 0.5",
+            "make": lambda: _ensemble(_image_texture_vote(cache), _hybrid(1, "hematoxylin", fits)),
         },
         {
             "name": "effnet112 CNNClassifier from scratch",

@@ -42,6 +42,14 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
         "network); paper: the paper's tiles, self-learning and hybrid CNN-LSTM, which the "
         "model, protocol and cross-validation options configure",
     )
+    parser.add_argument(
+        "--calibration",
+        choices=("none", "sigmoid", "isotonic"),
+        default="none",
+        help="(recommended recipe) map its probabilities to frequencies of the training "
+        "patients, fitted on the same inner folds as the threshold: Platt scaling or isotonic "
+        "regression; the threshold is then chosen on the calibrated scale (docs/results.md)",
+    )
 
 
 def _given(command_line: Sequence[str]) -> list[str]:
@@ -57,9 +65,14 @@ def check_recipe_options(args: argparse.Namespace) -> None:
     UserError
         Network options with the recommended recipe, or a target it does not decide.
     """
-    if args.recipe != "recommended":
-        return
     given = _given(args.command_line)
+    if args.recipe != "recommended":
+        if "--calibration" in given:
+            raise UserError(
+                "--calibration is an option of the recommended recipe (its threshold and "
+                "probabilities); the network of --recipe paper decides at the larger probability"
+            )
+        return
     network = [option for option in dict.fromkeys(given) if option in NETWORK_OPTIONS]
     if network:
         chosen = "--recipe recommended" if "--recipe" in given else "the default recipe"
@@ -81,4 +94,7 @@ def recipe_model(args: argparse.Namespace) -> Any:
     from .recipes import make_recipe
 
     class_weight = None if args.class_weight == "none" else args.class_weight
-    return make_recipe("recommended", class_weight=class_weight, random_state=args.seed)
+    calibration = None if args.calibration == "none" else args.calibration
+    return make_recipe(
+        "recommended", class_weight=class_weight, calibration=calibration, random_state=args.seed
+    )

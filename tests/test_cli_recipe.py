@@ -122,6 +122,7 @@ def test_predict_refuses_an_overlay_of_a_whole_image_recipe(trained, tree, tmp_p
         (["--epochs=3", "--tile-size", "64"], "--epochs, --tile-size configure(s) the network"),
         (["--recipe", "recommended", "--self-learning-rounds", "2"], "--recipe recommended"),
         (["--target", "subtype"], "train the subtypes with --recipe paper"),
+        (["--recipe", "paper", "--calibration", "sigmoid"], "an option of the recommended recipe"),
     ],
 )
 def test_network_options_are_refused_with_the_recommended_recipe(tmp_path, capsys, extra, message):
@@ -168,3 +169,14 @@ def test_cross_validation_of_the_recommended_recipe(tree, tmp_path):
     threshold = model.named_steps["classifier"].threshold_
     assert report["info"]["decision"]["threshold"] == pytest.approx(threshold, abs=1e-6)
     assert report["info"]["recipe"] == "recommended"
+
+
+def test_calibration_is_part_of_the_saved_recipe(tree, tmp_path):
+    out = tmp_path / "calibrated"
+    assert main(["train", str(tree), "--calibration", "sigmoid", "--out", str(out), "-q"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["info"]["decision"]["calibration"] == "sigmoid"
+    classifier = load_model(out / "model.joblib").named_steps["classifier"]
+    assert classifier.calibration == "sigmoid" and classifier.calibrator_ is not None
+    # predict_proba is the calibrated probability, and the decisions follow the threshold on it.
+    _decided_by_threshold(_rows(out / "predictions.csv"), classifier.threshold_)
