@@ -111,6 +111,8 @@ def _view_features(view: str) -> Callable[[np.ndarray], np.ndarray]:
 FEATURE_SETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "texture": _texture,
     "texture_tiles2x2": _texture_tiles,
+    "texture112": lambda im: _texture(_resize(im, 112)),
+    "texture56": lambda im: _texture(_resize(im, 56)),
     "eff224": lambda im: _cnn(im),
     "eff112": lambda im: _cnn(_resize(im, 112)),
     "eff224_random": lambda im: _cnn(im, weights=None),
@@ -313,6 +315,16 @@ def candidates(cols: dict[str, slice]) -> list[dict[str, Any]]:
         row("ensemble texture LR + SVM + boosting + threshold",
             "soft vote of three texture models, inner-tuned threshold", ["texture"],
             lambda: _threshold(_ensemble(_lr(tex), _svc(tex), _hgb(tex)))),
+        row("multi-scale texture 224+112 LR + SVM + threshold",
+            "colour/texture of the patch and of it at half size, the default's vote",
+            ["texture", "texture112"],
+            lambda: _threshold(_ensemble(_lr(_both(tex, cols["texture112"])),
+                                         _svc(_both(tex, cols["texture112"]))))),
+        row("multi-scale texture 224+112+56 LR + SVM + threshold", "as above, and at quarter size",
+            ["texture", "texture112", "texture56"],
+            lambda: _threshold(_ensemble(
+                _lr(_both(tex, cols["texture112"], cols["texture56"])),
+                _svc(_both(tex, cols["texture112"], cols["texture56"]))))),
     ]  # fmt: skip
 
 
