@@ -1179,13 +1179,29 @@ def _run_cv(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> 
         "pooled out-of-fold predictions [95 % patient-bootstrap interval]\n"
     )
     print(result.format())
-    provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
+    return _save_run(
+        args, result, data, provenance, protocol="patient-cv",
+        keep_optimizer_state=args.keep_optimizer_state,
+    )  # fmt: skip
+
+
+def _save_run(
+    args: argparse.Namespace,
+    result: Any,
+    data: Any,
+    provenance: dict[str, Any],
+    *,
+    protocol: str,
+    keep_optimizer_state: bool = False,
+) -> int:
+    """The end of a ``train`` run on a BreakHis folder: write OUT, list it, count skips."""
+    provenance = _run_provenance(provenance, result.info, protocol=protocol)
     skipped = list(data.skip_reasons)
     written = _write_result(
         result,
         args,
         save_model=True,
-        keep_optimizer_state=args.keep_optimizer_state,
+        keep_optimizer_state=keep_optimizer_state,
         skipped=skipped,
         provenance=provenance,
     )
@@ -1219,12 +1235,7 @@ def _run_recipe_cv(args: argparse.Namespace, data: Any, provenance: dict[str, An
         "patient-bootstrap interval]\n"
     )
     print(result.format())
-    provenance = _run_provenance(provenance, result.info, protocol="patient-cv")
-    skipped = list(data.skip_reasons)
-    written = _write_result(result, args, save_model=True, skipped=skipped, provenance=provenance)
-    _print_written(written)
-    _report_skipped(skipped, len(data.target) + len(skipped))
-    return 1 if skipped else 0
+    return _save_run(args, result, data, provenance, protocol="patient-cv")
 
 
 def _run_recipe(args: argparse.Namespace, data: Any, provenance: dict[str, Any]) -> int:
@@ -1244,12 +1255,7 @@ def _run_recipe(args: argparse.Namespace, data: Any, provenance: dict[str, Any])
         image_info=_image_info(data),
     )
     _print_result(result)
-    provenance = _run_provenance(provenance, result.info, protocol="patient")
-    skipped = list(data.skip_reasons)
-    written = _write_result(result, args, save_model=True, skipped=skipped, provenance=provenance)
-    _print_written(written)
-    _report_skipped(skipped, len(data.target) + len(skipped))
-    return 1 if skipped else 0
+    return _save_run(args, result, data, provenance, protocol="patient")
 
 
 def _image_info(data: Any) -> dict[str, Any]:

@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import DataError
 from .reporting import prediction_rows, utc_now
-from .splits import patient_split_indices
 
 __all__ = ["decision_info", "run_recipe_cross_validation", "run_recipe_experiment"]
 
@@ -101,6 +99,7 @@ def run_recipe_experiment(
         _image_columns,
         _logger,
         image_reports,
+        patient_split,
     )
 
     log = _logger(verbose)
@@ -108,15 +107,8 @@ def run_recipe_experiment(
     y, _ = _as_named_labels(y)
     patients = np.asarray(patients)
     test_size = DEFAULT_TEST_SIZE["patient"] if test_size is None else test_size
-    try:
-        train, test = patient_split_indices(
-            y, patients, test_size=test_size, random_state=random_state
-        )
-    except ValueError as exc:  # too few patients per class: the user's data, not a bug
-        raise DataError(f"Cannot split these images patient-wise: {exc}") from exc
-    log(
-        f"Patient-wise split: {len(train)} training images ({len(np.unique(patients[train]))} "
-        f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
+    train, test = patient_split(
+        y, patients, test_size=test_size, random_state=random_state, log=log
     )
     log(f"Fitting the {recipe} recipe on the training patients ...")
     with _quiet_small_folds():
@@ -239,19 +231,14 @@ def run_recipe_cross_validation(
         _FixedSplits,
         _image_columns,
         _logger,
-        _patients_per_class,
+        check_patient_folds,
     )
 
     log = _logger(verbose)
     started, started_utc = time.perf_counter(), utc_now()
     y, _ = _as_named_labels(y)
     patients = np.asarray(patients)
-    fewest = min(_patients_per_class(y, patients))
-    if fewest < n_splits:
-        raise DataError(
-            f"{n_splits} patient-wise folds need at least {n_splits} patients of each class; "
-            f"the smaller class has {fewest}."
-        )
+    check_patient_folds(y, patients, n_splits)
     splitter = RepeatedStratifiedGroupKFold(
         n_splits=n_splits, n_repeats=n_repeats, random_state=random_state
     )

@@ -428,6 +428,37 @@ class _ProtocolResult:
     test_proba: tuple[np.ndarray, np.ndarray] | None = None  # image (n, k), tiles (n, T, k)
 
 
+def check_patient_folds(y: np.ndarray, patients: np.ndarray, n_splits: int) -> None:
+    """Refuse ``n_splits`` patient-wise folds that some class has too few patients for."""
+    fewest = min(_patients_per_class(y, patients))
+    if fewest < n_splits:
+        raise DataError(
+            f"{n_splits} patient-wise folds need at least {n_splits} patients of each class; "
+            f"the smaller class has {fewest}."
+        )
+
+
+def patient_split(
+    y: np.ndarray, patients: np.ndarray, *, test_size: float, random_state: Any, log: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out split of every single-split run (tiles or recipe), said in one line.
+
+    :func:`~skhybrid.splits.patient_split_indices`, with too few patients per class (the
+    user's data, not a bug) raised as a :class:`~skhybrid.exceptions.DataError`.
+    """
+    try:
+        train, test = patient_split_indices(
+            y, patients, test_size=test_size, random_state=random_state
+        )
+    except ValueError as exc:
+        raise DataError(f"Cannot split these images patient-wise: {exc}") from exc
+    log(
+        f"Patient-wise split: {len(train)} training images ({len(np.unique(patients[train]))} "
+        f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
+    )
+    return train, test
+
+
 def _run_patient_protocol(
     bags: np.ndarray,
     y: np.ndarray,
@@ -443,15 +474,8 @@ def _run_patient_protocol(
 ) -> _ProtocolResult:
     """Split images by patient, relabel and train on the training patients, score the rest."""
     n_tiles = bags.shape[1]
-    try:
-        train, test = patient_split_indices(
-            y, patients, test_size=test_size, random_state=random_state
-        )
-    except ValueError as exc:  # too few patients per class: the user's data, not a bug
-        raise DataError(f"Cannot split these images patient-wise: {exc}") from exc
-    log(
-        f"Patient-wise split: {len(train)} training images ({len(np.unique(patients[train]))} "
-        f"patients), {len(test)} test images ({len(np.unique(patients[test]))} patients)."
+    train, test = patient_split(
+        y, patients, test_size=test_size, random_state=random_state, log=log
     )
     truth = None if tile_truth is None else tile_truth[train]
     relabeling = relabel(bags[train], y[train], patients[train], truth, "")
@@ -958,12 +982,7 @@ def run_cross_validation(
     _check_method(self_learning_rounds, relabel_with)
     y, _ = _as_named_labels(y)
     patients = np.asarray(patients)
-    fewest = min(_patients_per_class(y, patients))
-    if fewest < n_splits:
-        raise DataError(
-            f"{n_splits} patient-wise folds need at least {n_splits} patients of each class; "
-            f"the smaller class has {fewest}."
-        )
+    check_patient_folds(y, patients, n_splits)
     tiler = clone(tiler) if tiler is not None else SubImageTiler(tile_size=(224, 224))
     classifier = clone(classifier)
     if "aggregation" in classifier.get_params(deep=False):
