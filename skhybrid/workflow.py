@@ -136,8 +136,47 @@ def make_relabeling_proposer(random_state: Any = None) -> Pipeline:
     )
 
 
+class _WritesOutputFolder:
+    """``save``, shared by the results of a run and of a cross-validation: both have
+    ``to_dict()``, ``curves``, ``history_table``, ``model`` and ``predictions``."""
+
+    def save(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        save_model: bool = True,
+        keep_optimizer_state: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        skipped: list[dict[str, str]] | None = None,
+    ) -> list[Path]:
+        """Write ``report.json``, ``predictions.csv``, ``patients.csv``, the history table, ROC /
+        precision-recall PNGs and ``model.joblib`` (for a cross-validation ``predictions.csv``
+        holds the out-of-fold predictions).
+
+        The one writer of every command's output folder
+        (:func:`skhybrid.reporting.write_outputs`). The model is written for prediction,
+        without the optimizer's state (a third of the size), unless ``keep_optimizer_state``
+        (see :func:`skhybrid.save_model`). Plots need
+        matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
+        warning and the rest is still written. ``provenance`` entries (the data folder, the
+        command's start time, ...) join the versions and the command line that every
+        ``report.json`` records. ``skipped`` lists the input files left out (``{"file",
+        "reason"}`` each), written as ``report.json``'s ``"skipped"``.
+        """
+        return write_outputs(
+            out_dir,
+            {**self.to_dict(), "provenance": dict(provenance or {})},
+            curves=self.curves,
+            history_table=self.history_table,
+            model=self.model if save_model else None,
+            keep_optimizer_state=keep_optimizer_state,
+            predictions=self.predictions,
+            skipped=skipped,
+        )
+
+
 @dataclass
-class ExperimentResult:
+class ExperimentResult(_WritesOutputFolder):
     """What :func:`run_experiment` measured and fitted.
 
     Attributes
@@ -157,7 +196,9 @@ class ExperimentResult:
         Accuracy of the training tile labels against ground truth before and after
         self-learning (only when ground-truth tile labels are known).
     model : Pipeline
-        The fitted ``SubImageTiler`` + classifier, ready for :func:`skhybrid.save_model`.
+        The fitted ``SubImageTiler`` + classifier (or, from
+        :func:`skhybrid.recipe_experiment.run_recipe_experiment`, the fitted recipe), ready
+        for :func:`skhybrid.save_model`.
     curves : dict
         ``{level: (y_true, positive_scores)}`` for ROC / precision-recall plots.
     info : dict
@@ -190,38 +231,6 @@ class ExperimentResult:
             "tile_label_accuracy": self.tile_label_accuracy,
             "info": self.info,
         }
-
-    def save(
-        self,
-        out_dir: str | os.PathLike[str],
-        *,
-        save_model: bool = True,
-        keep_optimizer_state: bool = False,
-        provenance: Mapping[str, Any] | None = None,
-        skipped: list[dict[str, str]] | None = None,
-    ) -> list[Path]:
-        """Write ``report.json``, ``predictions.csv``, ``patients.csv``, the history table, ROC /
-        precision-recall PNGs and ``model.joblib``.
-
-        The one writer of every command's output folder
-        (:func:`skhybrid.reporting.write_outputs`). The model is written for prediction, without the optimizer's state (a third of the
-        size), unless ``keep_optimizer_state`` (see :func:`skhybrid.save_model`). Plots need
-        matplotlib (``pip install 'skhybrid[plots]'``); without it they are skipped with a
-        warning and the rest is still written. ``provenance`` entries (the data folder, the
-        command's start time, ...) join the versions and the command line that every
-        ``report.json`` records. ``skipped`` lists the input files left out (``{"file",
-        "reason"}`` each), written as ``report.json``'s ``"skipped"``.
-        """
-        return write_outputs(
-            out_dir,
-            {**self.to_dict(), "provenance": dict(provenance or {})},
-            curves=self.curves,
-            history_table=self.history_table,
-            model=self.model if save_model else None,
-            keep_optimizer_state=keep_optimizer_state,
-            predictions=self.predictions,
-            skipped=skipped,
-        )
 
 
 def _positive_column(estimator: Any) -> int:
@@ -826,7 +835,7 @@ class _FixedSplits:
 
 
 @dataclass
-class CrossValidationResult:
+class CrossValidationResult(_WritesOutputFolder):
     """What :func:`run_cross_validation` measured and fitted.
 
     Attributes
@@ -885,30 +894,6 @@ class CrossValidationResult:
     def format(self, digits: int = 3) -> str:
         """Every metric as ``estimate [low, high]`` (Markdown), see ``PatientCVResult.format``."""
         return self.cv.format(digits)
-
-    def save(
-        self,
-        out_dir: str | os.PathLike[str],
-        *,
-        save_model: bool = True,
-        keep_optimizer_state: bool = False,
-        provenance: Mapping[str, Any] | None = None,
-        skipped: list[dict[str, str]] | None = None,
-    ) -> list[Path]:
-        """Write the output folder with :func:`skhybrid.reporting.write_outputs`.
-
-        As :meth:`ExperimentResult.save`; ``predictions.csv`` holds the out-of-fold predictions.
-        """
-        return write_outputs(
-            out_dir,
-            {**self.to_dict(), "provenance": dict(provenance or {})},
-            curves=self.curves,
-            history_table=self.history_table,
-            model=self.model if save_model else None,
-            keep_optimizer_state=keep_optimizer_state,
-            predictions=self.predictions,
-            skipped=skipped,
-        )
 
 
 def run_cross_validation(
