@@ -760,6 +760,13 @@ CASES: list[Case] = [
         "does not start with a SubImageTiler",
     ),
     Case(
+        "load_model",
+        "a classifier without tiler (whole_images=True)",
+        lambda c: load_model(c.plain_model, whole_images=True),
+        ValueError,
+        "does not start with a SubImageTiler",
+    ),
+    Case(
         "save_model",
         "folder missing",
         lambda c: save_model(c.cnn, c.root / "no" / "m.joblib"),
