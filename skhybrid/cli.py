@@ -961,6 +961,7 @@ def _score_whole_images(
 
     from ._images import load_rgb
     from .exceptions import DataError
+    from .recipe_experiment import predict_with_decisions
 
     scored = _Scored()
     scored.decisions = []
@@ -982,8 +983,9 @@ def _score_whole_images(
                 by_shape.setdefault(image.shape, []).append((index, image))
             for group in by_shape.values():
                 images = np.stack([image for _, image in group])
-                scored.image_proba.append(model.predict_proba(images))
-                scored.decisions.append(model.predict(images))
+                proba, decisions = predict_with_decisions(model, images)
+                scored.image_proba.append(proba)
+                scored.decisions.append(decisions)
                 scored.kept += [index for index, _ in group]
             bar.update(min(per_step, len(paths) - start))
     if scored.kept:  # back in the order of the files (a batch was grouped by image size)

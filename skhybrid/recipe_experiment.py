@@ -23,7 +23,12 @@ import numpy as np
 
 from .reporting import prediction_rows, utc_now
 
-__all__ = ["decision_info", "run_recipe_cross_validation", "run_recipe_experiment"]
+__all__ = [
+    "decision_info",
+    "predict_with_decisions",
+    "run_recipe_cross_validation",
+    "run_recipe_experiment",
+]
 
 
 def decision_info(model: Any) -> dict[str, Any] | None:
@@ -46,6 +51,27 @@ def decision_info(model: Any) -> dict[str, Any] | None:
         "inner_balanced_accuracy": round(float(last.inner_balanced_accuracy_), 6),
         "inner_balanced_accuracy_at_0.5": round(float(last.inner_balanced_accuracy_at_half_), 6),
     }
+
+
+def predict_with_decisions(model: Any, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted recipe's probabilities and its own decisions, its features computed once.
+
+    ``predict_proba`` then ``predict`` on a Pipeline would describe every image twice (the
+    colour/texture statistics are most of the cost); here the steps before the last
+    transform ``X`` once and the last step gives both.
+
+    Returns
+    -------
+    proba : ndarray of shape (n, k)
+    decisions : ndarray of shape (n,)
+        ``predict``'s labels (a :class:`~skhybrid.recipes.PatientThresholdClassifier`
+        applies its tuned threshold).
+    """
+    last = model
+    if hasattr(model, "steps"):
+        X = model[:-1].transform(X) if len(model.steps) > 1 else X
+        last = model.steps[-1][1]
+    return last.predict_proba(X), last.predict(X)
 
 
 def run_recipe_experiment(
@@ -121,7 +147,7 @@ def run_recipe_experiment(
             f"there {decision['inner_balanced_accuracy']:.3f}, at 0.5: "
             f"{decision['inner_balanced_accuracy_at_0.5']:.3f})."
         )
-    proba, pred = model.predict_proba(X[test]), model.predict(X[test])
+    proba, pred = predict_with_decisions(model, X[test])
     reports, rate, curves = image_reports(model, y[test], proba, patients[test], image_pred=pred)
     columns = _image_columns(len(y), patients, image_info)
     predictions = prediction_rows(

@@ -274,6 +274,26 @@ def test_fit_recipe_routes_the_patients_to_the_final_step(tiny_histology):
     assert hasattr(model.named_steps["classifier"], "threshold_")
 
 
+def test_predict_with_decisions_describes_the_images_once(tiny_histology, monkeypatch):
+    from skhybrid.features import ColorTextureFeatures
+    from skhybrid.recipe_experiment import predict_with_decisions
+
+    data = tiny_histology
+    model = fit_recipe(recommended_pipeline(), data.images, data.target, groups=data.patient)
+    expected_proba, expected = model.predict_proba(data.images), model.predict(data.images)
+    calls = []
+    transform = ColorTextureFeatures.transform
+    monkeypatch.setattr(
+        ColorTextureFeatures,
+        "transform",
+        lambda self, X: calls.append(len(X)) or transform(self, X),
+    )
+    proba, decisions = predict_with_decisions(model, data.images)
+    assert calls == [len(data.images)]  # the features once, for both answers
+    np.testing.assert_allclose(proba, expected_proba)
+    np.testing.assert_array_equal(decisions, expected)  # the threshold's, not the argmax
+
+
 # --------------------------------------------------------------------------- the search
 
 
